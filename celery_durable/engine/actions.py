@@ -1,0 +1,73 @@
+"""Actions: what an episode asks the runtime to carry out once its history is committed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from celery_durable.engine.history import utc
+
+
+@dataclass(frozen=True)
+class ScheduleActivity:
+    """Run activity ``name`` with ``input``; report its result as task ``task_id``."""
+
+    task_id: int
+    name: str
+    input: Any
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class CreateTimer:
+    """Deliver ``TimerFired(task_id)`` at ``fire_at`` (aware UTC)."""
+
+    task_id: int
+    fire_at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleSubOrchestration:
+    """Start orchestration ``name`` as child ``instance_id``; report its end as task ``task_id``."""
+
+    task_id: int
+    name: str
+    instance_id: str
+    input: Any
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class TerminateOrchestration:
+    """Terminate another instance (a running child, when a parent is terminated recursively)."""
+
+    instance_id: str
+    output: Any = None
+    recursive: bool = True
+
+
+Action = ScheduleActivity | CreateTimer | ScheduleSubOrchestration | TerminateOrchestration
+Scheduling = ScheduleActivity | CreateTimer | ScheduleSubOrchestration
+
+_TYPES: dict[str, type] = {cls.__name__: cls for cls in
+                           (ScheduleActivity, CreateTimer, ScheduleSubOrchestration,
+                            TerminateOrchestration)}
+
+
+def action_to_json(action: Action) -> dict[str, Any]:
+    data = asdict(action)
+    if isinstance(action, CreateTimer):
+        data["fire_at"] = action.fire_at.isoformat()
+    return {"type": type(action).__name__, **data}
+
+
+def action_from_json(data: dict[str, Any]) -> Action:
+    fields = dict(data)
+    cls = _TYPES.get(fields.pop("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown action type {data.get('type')!r}")
+    if cls is CreateTimer:
+        fields["fire_at"] = utc(datetime.fromisoformat(fields["fire_at"]))
+    action: Action = cls(**fields)
+    return action

@@ -1,0 +1,251 @@
+"""OrchestrationContext: what an orchestrator function sees and schedules through.
+
+Everything here is deterministic: task ids are a counter, time is read from history, and
+``new_uuid`` derives from the instance id and that counter, so replaying the same history gives
+the same answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from celery_durable.engine.actions import (
+    CreateTimer,
+    ScheduleActivity,
+    ScheduleSubOrchestration,
+    Scheduling,
+)
+from celery_durable.engine.history import utc
+from celery_durable.engine.retry import RetryPolicy
+from celery_durable.engine.tasks import CompletableTask, Task, WhenAllTask, WhenAnyTask
+from celery_durable.payload import to_json
+
+_UUID_NAMESPACE = uuid.UUID("9b2f5c1e-3c4d-4e8a-9a53-5c1b7e0d2a61")
+_logger = logging.getLogger("celery_durable.orchestrator")
+
+
+def name_of(target: Any, what: str) -> str:
+    """The registered name of an activity/orchestrator given as a decorated function or a name."""
+    if isinstance(target, str):
+        if not target:
+            raise ValueError(f"{what} name must not be empty")
+        return target
+    name = getattr(target, "__durable_name__", None) or getattr(target, "__name__", None)
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a function decorated with @{what} or its name, "
+                        f"got {target!r}")
+    return name
+
+
+class RetryableTask(CompletableTask[Any]):
+    """An activity or sub-orchestration call that is retried by a RetryPolicy.
+
+    Each attempt gets its own task id; the waits between attempts are durable timers.
+    """
+
+    def __init__(self, description: str, policy: RetryPolicy, make_action: Any,
+                 first_attempt_at: datetime) -> None:
+        super().__init__(description)
+        self.policy = policy
+        self.make_action = make_action  # (task_id, attempt) -> Scheduling
+        self.attempt = 1
+        self.first_attempt_at = first_attempt_at
+
+
+class ReplaySafeLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
+    """A logger that stays silent while the orchestrator is replaying history."""
+
+    def __init__(self, ctx: OrchestrationContext) -> None:
+        super().__init__(_logger, {})
+        self._ctx = ctx
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (logging's name)
+        return not self._ctx.is_replaying and super().isEnabledFor(level)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self._ctx.instance_id}] {msg}", kwargs
+
+
+class OrchestrationContext:
+    """The orchestrator's handle on its instance: schedule work, read deterministic time."""
+
+    def __init__(self, instance_id: str, *, default_version: str | None = None) -> None:
+        self._instance_id = instance_id
+        self._default_version = default_version
+        self._name: str | None = None
+        self._version: str | None = None
+        self._parent_instance_id: str | None = None
+        self._generation = 0
+        self._now = datetime.min.replace(tzinfo=timezone.utc)
+        self._is_replaying = False
+        self._sequence = 0
+        self._uuid_counter = 0
+        self._custom_status: Any = None
+        # task id -> action the code created that history has not recorded yet (ordered)
+        self._pending_actions: dict[int, Scheduling] = {}
+        # task id -> task waiting for its completion event
+        self._open_tasks: dict[int, CompletableTask[Any]] = {}
+        # retry timer task id -> the retryable task it will re-attempt
+        self._retry_timers: dict[int, RetryableTask] = {}
+        # running sub-orchestrations: task id -> child instance id
+        self._children: dict[int, str] = {}
+        # external events: lower-cased name -> waiting tasks / received-but-unclaimed events
+        self._event_waiters: dict[str, deque[CompletableTask[Any]]] = {}
+        self._event_buffer: deque[tuple[str, Any]] = deque()
+        self._continue_as_new: tuple[Any, bool, str | None] | None = None
+        self.logger = ReplaySafeLogger(self)
+
+    # -- read-only properties -----------------------------------------------------------------
+    @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def parent_instance_id(self) -> str | None:
+        return self._parent_instance_id
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    @property
+    def current_utc_datetime(self) -> datetime:
+        """Deterministic current time: the timestamp of the history event being processed."""
+        return self._now
+
+    @property
+    def is_replaying(self) -> bool:
+        return self._is_replaying
+
+    @property
+    def custom_status(self) -> Any:
+        return self._custom_status
+
+    # -- scheduling -----------------------------------------------------------------------------
+    def _next_id(self) -> int:
+        task_id = self._sequence
+        self._sequence += 1
+        return task_id
+
+    def _schedule(self, action: Scheduling, task: CompletableTask[Any]) -> None:
+        task_id = action.task_id
+        self._pending_actions[task_id] = action
+        self._open_tasks[task_id] = task
+        if isinstance(action, ScheduleSubOrchestration):
+            self._children[task_id] = action.instance_id
+
+    def call_activity(self, activity: Any, *, input: Any = None,
+                      retry_policy: RetryPolicy | None = None) -> Task[Any]:
+        """Schedule an activity; the task completes with its result (or TaskFailedError)."""
+        name = name_of(activity, "activity")
+        payload = to_json(input, f"input of activity {name!r}")
+
+        def make(task_id: int, attempt: int) -> Scheduling:
+            return ScheduleActivity(task_id, name, payload, attempt)
+
+        return self._call(make, f"activity {name!r}", retry_policy)
+
+    def call_sub_orchestrator(self, orchestrator: Any, *, input: Any = None,
+                              instance_id: str | None = None,
+                              retry_policy: RetryPolicy | None = None,
+                              version: str | None = None) -> Task[Any]:
+        """Start a child orchestration; the task completes with its output."""
+        name = name_of(orchestrator, "orchestrator")
+        payload = to_json(input, f"input of sub-orchestration {name!r}")
+        child_version = version if version is not None else self._default_version
+
+        def make(task_id: int, attempt: int) -> Scheduling:
+            child_id = instance_id or self._child_instance_id(task_id)
+            return ScheduleSubOrchestration(task_id, name, child_id, payload, child_version)
+
+        return self._call(make, f"sub-orchestration {name!r}", retry_policy)
+
+    def _call(self, make: Any, description: str, retry_policy: RetryPolicy | None) -> Task[Any]:
+        task_id = self._next_id()
+        task: CompletableTask[Any]
+        if retry_policy is None:
+            task = CompletableTask(description)
+        else:
+            if not isinstance(retry_policy, RetryPolicy):
+                raise TypeError(f"retry_policy must be a RetryPolicy, got {retry_policy!r}")
+            task = RetryableTask(description, retry_policy, make, self._now)
+        self._schedule(make(task_id, 1), task)
+        return task
+
+    def _child_instance_id(self, task_id: int) -> str:
+        if self._generation:
+            return f"{self._instance_id}:{self._generation}:{task_id}"
+        return f"{self._instance_id}:{task_id}"
+
+    def create_timer(self, fire_at: datetime | timedelta) -> Task[None]:
+        """A durable timer that fires at ``fire_at`` (an aware datetime, or a delay from now)."""
+        if isinstance(fire_at, timedelta):
+            when = self._now + fire_at
+        elif isinstance(fire_at, datetime):
+            when = utc(fire_at)
+        else:
+            raise TypeError(f"create_timer takes a datetime or a timedelta, got {fire_at!r}")
+        task_id = self._next_id()
+        task: CompletableTask[None] = CompletableTask(f"timer at {when.isoformat()}")
+        self._schedule(CreateTimer(task_id, when), task)
+        return task
+
+    def _schedule_retry_timer(self, retryable: RetryableTask, fire_at: datetime) -> None:
+        task_id = self._next_id()
+        self._pending_actions[task_id] = CreateTimer(task_id, fire_at)
+        self._retry_timers[task_id] = retryable
+
+    def _schedule_next_attempt(self, retryable: RetryableTask) -> None:
+        retryable.attempt += 1
+        task_id = self._next_id()
+        self._schedule(retryable.make_action(task_id, retryable.attempt), retryable)
+
+    def wait_for_external_event(self, name: str) -> Task[Any]:
+        """Wait for an event raised with ``name`` (case-insensitive); earlier ones are queued."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"event name must be a non-empty string, got {name!r}")
+        key = name.lower()
+        task: CompletableTask[Any] = CompletableTask(f"external event {name!r}")
+        for i, (buffered_name, data) in enumerate(self._event_buffer):
+            if buffered_name.lower() == key:
+                del self._event_buffer[i]
+                task._succeed(data)
+                return task
+        self._event_waiters.setdefault(key, deque()).append(task)
+        return task
+
+    def when_all(self, tasks: Sequence[Task[Any]]) -> Task[list[Any]]:
+        return WhenAllTask(tasks)
+
+    def when_any(self, tasks: Sequence[Task[Any]]) -> Task[Task[Any]]:
+        return WhenAnyTask(tasks)
+
+    # -- instance-level ----------------------------------------------------------------------------
+    def set_custom_status(self, value: Any) -> None:
+        """Publish a JSON value that clients see in the instance's state while it runs."""
+        self._custom_status = to_json(value, "custom status")
+
+    def new_uuid(self) -> str:
+        """A UUID that is the same every time this point of the orchestrator is replayed."""
+        self._uuid_counter += 1
+        seed = f"{self._instance_id}|{self._generation}|{self._uuid_counter}"
+        return str(uuid.uuid5(_UUID_NAMESPACE, seed))
+
+    def continue_as_new(self, new_input: Any, *, save_events: bool = False,
+                        new_version: str | None = None) -> None:
+        """Restart this instance with ``new_input`` and an empty history once the code yields.
+
+        With ``save_events``, external events received but not yet waited for are carried into
+        the new execution.
+        """
+        payload = to_json(new_input, "continue_as_new input")
+        self._continue_as_new = (payload, bool(save_events), new_version)

@@ -1,0 +1,52 @@
+"""The package's exceptions: one base, `DurableError`, and a subclass per failure a user can act on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from celery_durable.engine.failure import FailureDetails
+
+
+class DurableError(Exception):
+    """Base class of every error raised by celery_durable."""
+
+
+class TaskFailedError(DurableError):
+    """An activity or sub-orchestration failed; raised inside the orchestrator at its ``yield``."""
+
+    def __init__(self, message: str, details: FailureDetails) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class NonDeterminismError(DurableError):
+    """Replayed orchestrator code did something other than what its history records."""
+
+
+class OrchestrationNotFoundError(DurableError):
+    """No orchestration instance has the given id."""
+
+
+class OrchestrationFailedError(DurableError):
+    """Raised by ``OrchestrationState.raise_if_failed`` for a FAILED instance."""
+
+    def __init__(self, message: str, details: FailureDetails | None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class PayloadError(DurableError, TypeError):
+    """A value cannot be stored as JSON (inputs, outputs, event data, custom status)."""
+
+
+class UnknownNameError(DurableError, LookupError):
+    """No orchestrator or activity is registered under the given name."""
+
+
+class InvalidInstanceIdError(DurableError, ValueError):
+    """An instance id is empty, too long or contains characters that are not allowed."""
+
+
+class OrchestrationStateError(DurableError):
+    """The requested operation does not apply to the instance in its current state."""
