@@ -1,0 +1,45 @@
+"""celery_durable: durable orchestrations for Celery.
+
+Decorate functions with ``@orchestrator`` and ``@activity``, bind a ``Durable`` to your Celery
+app, and drive instances through ``durable.client``.
+"""
+
+from celery_durable.client import DurableClient
+from celery_durable.engine.context import OrchestrationContext
+from celery_durable.engine.failure import FailureDetails
+from celery_durable.engine.history import HistoryEvent
+from celery_durable.engine.retry import RetryPolicy
+from celery_durable.engine.status import OrchestrationStatus
+from celery_durable.engine.tasks import Task, when_all, when_any
+from celery_durable.errors import (
+    DurableError,
+    InvalidInstanceIdError,
+    NonDeterminismError,
+    OrchestrationFailedError,
+    OrchestrationNotFoundError,
+    OrchestrationStateError,
+    PayloadError,
+    TaskFailedError,
+    UnknownNameError,
+)
+from celery_durable.registry import activity, orchestrator
+from celery_durable.runtime.activity import ActivityContext
+from celery_durable.runtime.durable import Durable
+from celery_durable.state import OrchestrationState, Page
+from celery_durable.versioning import (
+    VersionFailureStrategy,
+    VersioningOptions,
+    VersionMatchStrategy,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivityContext", "Durable", "DurableClient", "DurableError", "FailureDetails",
+    "HistoryEvent", "InvalidInstanceIdError", "NonDeterminismError", "OrchestrationContext",
+    "OrchestrationFailedError", "OrchestrationNotFoundError", "OrchestrationState",
+    "OrchestrationStateError", "OrchestrationStatus", "Page", "PayloadError", "RetryPolicy",
+    "Task", "TaskFailedError", "UnknownNameError", "VersionFailureStrategy",
+    "VersionMatchStrategy", "VersioningOptions", "activity", "orchestrator", "when_all",
+    "when_any",
+]

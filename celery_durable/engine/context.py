@@ -23,7 +23,7 @@ from celery_durable.engine.actions import (
 from celery_durable.engine.history import utc
 from celery_durable.engine.retry import RetryPolicy
 from celery_durable.engine.tasks import CompletableTask, Task, WhenAllTask, WhenAnyTask
-from celery_durable.payload import to_json
+from celery_durable.payload import from_json, to_json
 
 _UUID_NAMESPACE = uuid.UUID("9b2f5c1e-3c4d-4e8a-9a53-5c1b7e0d2a61")
 _logger = logging.getLogger("celery_durable.orchestrator")
@@ -218,7 +218,7 @@ class OrchestrationContext:
         for i, (buffered_name, data) in enumerate(self._event_buffer):
             if buffered_name.lower() == key:
                 del self._event_buffer[i]
-                task._succeed(data)
+                task._succeed(from_json(data))
                 return task
         self._event_waiters.setdefault(key, deque()).append(task)
         return task

@@ -101,6 +101,7 @@ class Orchestration:
         self._running = False           # the orchestrator function has been called
         self._code_done = False         # the code returned, raised or continued as new
         self._recorded_done = False     # ExecutionCompleted is in history
+        self._recorded_continued = False  # ContinuedAsNew is in history
         self._suspended_events: list[HistoryEvent] = []
         self._received_ids: set[int] = set()
         self._next_seq = 0
@@ -157,6 +158,8 @@ class Orchestration:
                     f"({self._what_code_does()})")
             if event.kind == h.EXECUTION_COMPLETED:
                 self._recorded_done = True
+            else:
+                self._recorded_continued = True
             return
         if self._code_done:
             raise NonDeterminismError(
@@ -246,9 +249,9 @@ class Orchestration:
             self._status = Status.SUSPENDED
         elif kind == h.EXECUTION_RESUMED:
             self._status = Status.RUNNING if self._running else Status.PENDING
-            buffered, self._suspended_events = self._suspended_events, []
-            for pending in buffered:
-                self._apply(pending, result)
+            # one at a time: what is left when the code ends stays visible to _finish (carryover)
+            while self._suspended_events and not self._code_done:
+                self._apply(self._suspended_events.pop(0), result)
         elif kind == h.EXECUTION_TERMINATED:
             data = event.data or {}
             if data.get("recursive", True) and result is not None:
@@ -387,7 +390,8 @@ class Orchestration:
             result.new_events.append(self._scheduling_event(action, now))
             result.actions.append(action)
         if self._code_done and not self._recorded_done:
-            if self._status is Status.CONTINUED_AS_NEW and ctx._continue_as_new is not None:
+            if self._status is Status.CONTINUED_AS_NEW and ctx._continue_as_new is not None \
+                    and not self._recorded_continued:
                 new_input, _, new_version = ctx._continue_as_new
                 result.new_events.append(self._event(
                     h.CONTINUED_AS_NEW, now, data={"input": new_input, "version": new_version}))

@@ -1,0 +1,221 @@
+"""DurableClient: start, observe and steer orchestration instances."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from celery_durable.engine import history as h
+from celery_durable.engine.context import name_of
+from celery_durable.engine.failure import FailureDetails
+from celery_durable.engine.history import HistoryEvent, utc
+from celery_durable.engine.status import OrchestrationStatus
+from celery_durable.errors import (
+    InvalidInstanceIdError,
+    OrchestrationNotFoundError,
+    OrchestrationStateError,
+    PayloadError,
+)
+from celery_durable.payload import dumps, from_json, to_json
+from celery_durable.state import OrchestrationState, Page
+from celery_durable.store import InboxItem, InstanceRecord, NewInstance
+
+if TYPE_CHECKING:
+    from celery_durable.runtime.durable import Durable
+
+_ID_PATTERN = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
+#: payloads (input, event data) larger than this are refused before anything is stored
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
+def check_instance_id(instance_id: Any) -> str:
+    if not isinstance(instance_id, str) or not _ID_PATTERN.match(instance_id):
+        raise InvalidInstanceIdError(
+            f"instance id must be a string of 1 to 256 characters without spaces or control "
+            f"characters, got {instance_id!r}")
+    return instance_id
+
+
+def _payload(value: Any, what: str) -> Any:
+    data = to_json(value, what)
+    size = len(dumps(data))
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"{what} is {size:,} bytes of JSON, more than the "
+                           f"{MAX_PAYLOAD_BYTES:,} allowed; store large data elsewhere and "
+                           "pass a reference")
+    return data
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DurableClient:
+    """Schedules, queries, waits for and steers orchestrations of one ``Durable``."""
+
+    def __init__(self, durable: Durable) -> None:
+        self.durable = durable
+        self.store = durable.store
+
+    # -- starting ----------------------------------------------------------------------------
+    def schedule_new_orchestration(self, orchestrator: Any, *, input: Any = None,
+                                   instance_id: str | None = None,
+                                   start_at: datetime | None = None, version: str | None = None,
+                                   tags: dict[str, str] | None = None) -> str:
+        """Create an instance and start it (at ``start_at``, if given); returns its id."""
+        name = name_of(orchestrator, "orchestrator")
+        definition = self.durable.registry.orchestrator(name)
+        instance_id = check_instance_id(instance_id or uuid.uuid4().hex)
+        data = _payload(input, f"input of orchestration {name!r}")
+        if tags is not None and not (isinstance(tags, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+            raise TypeError(f"tags must be a dict of str to str, got {tags!r}")
+        if start_at is not None and not isinstance(start_at, datetime):
+            raise TypeError(f"start_at must be a datetime, got {start_at!r}")
+        version = version or definition.version or self.durable.default_version
+        now = _now()
+        start = h.execution_started(name, data, now, version=version)
+        record = NewInstance(instance_id=instance_id, name=name, version=version, input=data,
+                             tags=tags, start_at=utc(start_at) if start_at else None,
+                             created_at=now)
+        if not self.store.create_instance(record, [start]):
+            raise OrchestrationStateError(
+                f"an orchestration with id {instance_id!r} is already running; choose another id "
+                "or wait until it has ended")
+        message = self.durable.episode_message(instance_id, name)
+        if start_at is not None and utc(start_at) > now:
+            message["options"]["eta"] = utc(start_at).isoformat()
+        from celery_durable.runtime.messages import publish
+
+        publish(self.durable.app, [message])
+        return instance_id
+
+    # -- reading -----------------------------------------------------------------------------
+    def get_orchestration_state(self, instance_id: str) -> OrchestrationState | None:
+        record = self.store.get_instance(check_instance_id(instance_id))
+        return None if record is None else to_state(record)
+
+    def _require(self, instance_id: str) -> InstanceRecord:
+        record = self.store.get_instance(check_instance_id(instance_id))
+        if record is None:
+            raise OrchestrationNotFoundError(f"no orchestration instance has id {instance_id!r}")
+        return record
+
+    def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
+        """The current execution's history events, in order."""
+        self._require(instance_id)
+        return self.store.get_history(instance_id)
+
+    def query_orchestrations(self, *, status: OrchestrationStatus | str |
+                             Sequence[OrchestrationStatus | str] | None = None,
+                             name: str | None = None, created_from: datetime | None = None,
+                             created_to: datetime | None = None, limit: int = 100,
+                             continuation_token: str | None = None
+                             ) -> Page[OrchestrationState]:
+        """Instances matching the filters, oldest first, ``limit`` per page."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValueError(f"limit must be an int from 1 to 10000, got {limit!r}")
+        statuses = None
+        if status is not None:
+            items = [status] if isinstance(status, (str, OrchestrationStatus)) else list(status)
+            statuses = [OrchestrationStatus(s).value for s in items]
+        after = _decode_token(continuation_token) if continuation_token else None
+        records = self.store.query_instances(
+            statuses=statuses, name=name, created_from=utc(created_from) if created_from else None,
+            created_to=utc(created_to) if created_to else None, limit=limit + 1, after=after)
+        more = len(records) > limit
+        records = records[:limit]
+        token = _encode_token(records[-1]) if more and records else None
+        return Page([to_state(r) for r in records], token)
+
+    def wait_for_orchestration_start(self, instance_id: str, *,
+                                     timeout: float = 60) -> OrchestrationState:
+        """Wait until the instance has left PENDING; TimeoutError after ``timeout`` seconds."""
+        return self._wait(instance_id, timeout, lambda s: s is not OrchestrationStatus.PENDING,
+                          "start")
+
+    def wait_for_orchestration_completion(self, instance_id: str, *,
+                                          timeout: float = 60) -> OrchestrationState:
+        """Wait until the instance is COMPLETED, FAILED or TERMINATED."""
+        return self._wait(instance_id, timeout, lambda s: s.is_terminal, "complete")
+
+    def _wait(self, instance_id: str, timeout: float, done: Any, what: str) -> OrchestrationState:
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            record = self._require(instance_id)
+            if done(record.status):
+                return to_state(record)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"orchestration {instance_id!r} did not {what} within "
+                                   f"{timeout}s (status {record.status.value})")
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 0.25)
+
+    # -- steering ----------------------------------------------------------------------------
+    def raise_orchestration_event(self, instance_id: str, event_name: str, *,
+                                  data: Any = None) -> None:
+        """Deliver an external event; events nobody waits for yet are kept in order."""
+        if not isinstance(event_name, str) or not event_name or len(event_name) > 256:
+            raise ValueError(f"event name must be a non-empty string of at most 256 "
+                             f"characters, got {event_name!r}")
+        payload = _payload(data, f"data of event {event_name!r}")
+        self._send(instance_id, h.event_raised(event_name, payload, _now()), "raise an event to")
+
+    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        self._send(instance_id, h.execution_suspended(_now(), reason), "suspend")
+
+    def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        self._send(instance_id, h.execution_resumed(_now(), reason), "resume")
+
+    def terminate_orchestration(self, instance_id: str, *, output: Any = None,
+                                recursive: bool = True) -> None:
+        """End the instance now with ``output`` (and its running sub-orchestrations)."""
+        payload = _payload(output, "termination output")
+        self._send(instance_id, h.execution_terminated(_now(), payload, recursive), "terminate")
+
+    def _send(self, instance_id: str, event: HistoryEvent, verb: str) -> None:
+        record = self._require(instance_id)
+        if record.status.is_terminal:
+            raise OrchestrationStateError(
+                f"cannot {verb} orchestration {instance_id!r}: it has already ended "
+                f"({record.status.value})")
+        self.store.append_inbox(instance_id, [InboxItem(f"client:{uuid.uuid4().hex}", event)])
+        self.durable.wake(instance_id, record.name)
+
+    def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> int:
+        """Delete an ended instance (and its sub-orchestrations); returns instances deleted."""
+        return self.store.purge(check_instance_id(instance_id), recursive=recursive)
+
+
+def to_state(record: InstanceRecord) -> OrchestrationState:
+    failure = FailureDetails.from_json(record.failure) if record.failure else None
+    return OrchestrationState(
+        instance_id=record.instance_id, name=record.name, version=record.version,
+        runtime_status=record.status, created_at=record.created_at,
+        last_updated_at=record.updated_at, input=from_json(record.input),
+        output=from_json(record.output), custom_status=from_json(record.custom_status),
+        failure_details=failure, parent_instance_id=record.parent_instance_id,
+        tags=record.tags, completed_at=record.completed_at)
+
+
+def _encode_token(record: InstanceRecord) -> str:
+    raw = json.dumps([record.created_at.isoformat(), record.instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[datetime, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        created, instance_id = json.loads(base64.urlsafe_b64decode(padded))
+        return utc(datetime.fromisoformat(created)), str(instance_id)
+    except Exception as exc:
+        raise ValueError(f"invalid continuation token {token!r}: pass the token of a "
+                         "previous page unchanged") from exc

@@ -1,0 +1,226 @@
+"""Registration of orchestrators and activities: the ``@orchestrator`` / ``@activity`` decorators.
+
+Module-level decorators register a definition in a process-wide list that every ``Durable``
+object picks up (like Celery's ``shared_task``); ``@durable.orchestrator`` and
+``@durable.activity`` register on that one ``Durable`` only. The decorated name stays usable as
+the plain function's stand-in: ``ctx.call_activity(charge)``, ``charge.delay(order)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from celery_durable.errors import UnknownNameError
+
+_NAME_LIMIT = 256
+
+
+@dataclass
+class OrchestratorDef:
+    """A registered orchestrator function."""
+
+    fn: Callable[..., Any]
+    name: str
+    version: str | None = None
+    queue: str | None = None
+
+
+@dataclass
+class ActivityDef:
+    """A registered activity function and the Celery task options it was declared with."""
+
+    fn: Callable[..., Any]
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queue(self) -> str | None:
+        return self.options.get("queue")
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not name or len(name) > _NAME_LIMIT:
+        raise ValueError(f"{what} name must be a non-empty string of at most {_NAME_LIMIT} "
+                         f"characters, got {name!r}")
+    return name
+
+
+class Registry:
+    """Orchestrators and activities known to one ``Durable`` (or to every one, when global)."""
+
+    def __init__(self) -> None:
+        self.orchestrators: dict[str, OrchestratorDef] = {}
+        self.activities: dict[str, ActivityDef] = {}
+        self._listeners: list[Callable[[OrchestratorDef | ActivityDef], None]] = []
+
+    def add(self, definition: OrchestratorDef | ActivityDef) -> None:
+        table: dict[str, Any] = (self.orchestrators if isinstance(definition, OrchestratorDef)
+                                 else self.activities)
+        existing = table.get(definition.name)
+        if existing is not None and existing.fn is not definition.fn and \
+                _qualname(existing.fn) != _qualname(definition.fn):
+            kind = "orchestrator" if isinstance(definition, OrchestratorDef) else "activity"
+            raise ValueError(f"two {kind} functions are registered as {definition.name!r}: "
+                             f"{_qualname(existing.fn)} and {_qualname(definition.fn)}; "
+                             "give one of them another name=")
+        table[definition.name] = definition
+        for listener in self._listeners:
+            listener(definition)
+
+    def subscribe(self, listener: Callable[[OrchestratorDef | ActivityDef], None]) -> None:
+        """Call ``listener`` for every definition registered now and later."""
+        self._listeners.append(listener)
+        definitions: list[OrchestratorDef | ActivityDef] = [*self.orchestrators.values()]
+        definitions += self.activities.values()
+        for definition in definitions:
+            listener(definition)
+
+    def orchestrator(self, name: str) -> OrchestratorDef:
+        try:
+            return self.orchestrators[name]
+        except KeyError:
+            known = ", ".join(sorted(self.orchestrators)) or "none"
+            raise UnknownNameError(f"no orchestrator is registered as {name!r} (registered: "
+                                   f"{known}); decorate it with @orchestrator and import its "
+                                   "module in the worker") from None
+
+    def activity(self, name: str) -> ActivityDef:
+        try:
+            return self.activities[name]
+        except KeyError:
+            known = ", ".join(sorted(self.activities)) or "none"
+            raise UnknownNameError(f"no activity is registered as {name!r} (registered: "
+                                   f"{known}); decorate it with @activity and import its "
+                                   "module in the worker") from None
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+#: Definitions made with the module-level decorators; every Durable subscribes to it.
+GLOBAL = Registry()
+
+
+class Orchestrator:
+    """What ``@orchestrator`` returns: the function, callable as before, tagged with its name."""
+
+    def __init__(self, definition: OrchestratorDef) -> None:
+        self.definition = definition
+        self.__durable_name__ = definition.name
+        self.__name__ = definition.name
+        self.__doc__ = definition.fn.__doc__
+        self.__wrapped__ = definition.fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.definition.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<orchestrator {self.definition.name!r}>"
+
+
+class Activity:
+    """What ``@activity`` returns: the function, and the Celery task it runs as.
+
+    ``charge.delay(order)`` / ``charge.apply_async(...)`` send it as a plain Celery task through
+    the current app; calling ``charge(ctx, order)`` calls the function directly.
+    """
+
+    def __init__(self, definition: ActivityDef) -> None:
+        self.definition = definition
+        self.__durable_name__ = definition.name
+        self.__name__ = definition.name
+        self.__doc__ = definition.fn.__doc__
+        self.__wrapped__ = definition.fn
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def task(self) -> Any:
+        """The Celery task registered for this activity on the current app."""
+        from celery import current_app
+
+        return current_app.tasks[self.definition.name]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.definition.fn(*args, **kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        return self.task.delay(*args, **kwargs)
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> Any:
+        return self.task.apply_async(*args, **kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        return self.task.s(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<activity {self.definition.name!r}>"
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}" if fn.__module__ != "__main__" \
+        else fn.__qualname__
+
+
+def _check_function(fn: Any, what: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"@{what} decorates a function, got {fn!r}")
+    if what == "orchestrator" and not (inspect.isgeneratorfunction(fn) or inspect.isfunction(fn)):
+        raise TypeError(f"@orchestrator decorates a (generator) function, got {fn!r}")
+
+
+def make_orchestrator(registry: Registry, fn: Callable[..., Any] | None = None, *,
+                      name: str | None = None, version: str | None = None,
+                      queue: str | None = None) -> Any:
+    def decorate(func: Callable[..., Any]) -> Orchestrator:
+        _check_function(func, "orchestrator")
+        definition = OrchestratorDef(func, _check_name(name or func.__name__, "orchestrator"),
+                                     version, queue)
+        registry.add(definition)
+        return Orchestrator(definition)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def make_activity(registry: Registry, fn: Callable[..., Any] | None = None, *,
+                  name: str | None = None, **options: Any) -> Any:
+    def decorate(func: Callable[..., Any]) -> Activity:
+        _check_function(func, "activity")
+        definition = ActivityDef(func, _check_name(name or _default_name(func), "activity"),
+                                 options)
+        registry.add(definition)
+        return Activity(definition)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+@overload
+def orchestrator(fn: Callable[..., Any]) -> Orchestrator: ...
+@overload
+def orchestrator(*, name: str | None = None, version: str | None = None,
+                 queue: str | None = None) -> Callable[[Callable[..., Any]], Orchestrator]: ...
+def orchestrator(fn: Callable[..., Any] | None = None, *, name: str | None = None,
+                 version: str | None = None, queue: str | None = None) -> Any:
+    """Declare an orchestrator: ``@orchestrator`` or ``@orchestrator(name=, version=, queue=)``."""
+    return make_orchestrator(GLOBAL, fn, name=name, version=version, queue=queue)
+
+
+@overload
+def activity(fn: Callable[..., Any]) -> Activity: ...
+@overload
+def activity(*, name: str | None = None,
+             **options: Any) -> Callable[[Callable[..., Any]], Activity]: ...
+def activity(fn: Callable[..., Any] | None = None, *, name: str | None = None,
+             **options: Any) -> Any:
+    """Declare an activity: ``@activity`` or ``@activity(name=, queue=, rate_limit=, ...)``.
+
+    Keyword options other than ``name`` are Celery task options (queue, rate_limit,
+    time_limit, soft_time_limit, priority, ...).
+    """
+    return make_activity(GLOBAL, fn, name=name, **options)

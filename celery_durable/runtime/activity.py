@@ -1,0 +1,91 @@
+"""Activities as Celery tasks: the task wrapper and the ActivityContext it passes to the function.
+
+An activity is an ordinary Celery task (acks_late, reject_on_worker_lost). Sent by an
+orchestration, its message carries a ``durable`` header naming the instance, execution, task id
+and attempt; once the function returns or raises, the outcome is recorded in the instance's inbox
+(idempotently) and the next episode runs inline when the instance's lock is free. Called as a
+plain task (``.delay``) it is just the function.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from celery_durable.engine import history as h
+from celery_durable.engine.failure import FailureDetails
+from celery_durable.payload import from_json, input_annotation, to_json
+from celery_durable.registry import ActivityDef
+from celery_durable.runtime.episode import completion_item
+from celery_durable.runtime.messages import DURABLE_HEADER
+
+if TYPE_CHECKING:
+    from celery_durable.runtime.durable import Durable
+
+logger = logging.getLogger(__name__)
+
+#: Celery task options every activity gets unless its decorator says otherwise.
+ACTIVITY_DEFAULTS: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+@dataclass(frozen=True)
+class ActivityContext:
+    """What an activity function receives as ``ctx``."""
+
+    orchestration_id: str | None = None
+    task_id: int | None = None
+    attempt: int = 1
+    #: the Celery task id of this run
+    celery_task_id: str | None = None
+
+
+def durable_header(request: Any) -> list[Any] | None:
+    """The ``[instance_id, execution_id, task_id, attempt]`` header of an orchestrated run."""
+    value = getattr(request, DURABLE_HEADER, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(DURABLE_HEADER)
+    return list(value) if value else None
+
+
+def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
+    """Register ``definition`` as a Celery task on ``durable.app`` and return the task."""
+    annotation = input_annotation(definition.fn)
+    options = {**ACTIVITY_DEFAULTS, **definition.options}
+
+    def run(task: Any, input: Any = None) -> Any:
+        header = durable_header(task.request)
+        if header is None:
+            ctx = ActivityContext(celery_task_id=task.request.id)
+            return definition.fn(ctx, from_json(input, annotation))
+        instance_id, execution_id, task_id, attempt, orchestrator = header
+        ctx = ActivityContext(instance_id, int(task_id), int(attempt), task.request.id)
+        try:
+            result = to_json(definition.fn(ctx, from_json(input, annotation)),
+                             f"result of activity {definition.name!r}")
+        except Exception as exc:
+            failure = FailureDetails.from_exception(exc)
+            event = h.task_failed(int(task_id), failure, _now())
+            _record(task, instance_id, completion_item(execution_id, event), orchestrator)
+            raise
+        event = h.task_completed(int(task_id), result, _now())
+        _record(task, instance_id, completion_item(execution_id, event), orchestrator)
+        return result
+
+    def _record(task: Any, instance_id: str, item: Any, orchestrator: str) -> None:
+        try:
+            durable.record(instance_id, item, orchestrator)
+        except Exception as exc:  # the store is unreachable: run again rather than lose it
+            logger.warning("recording %s of %s failed (%s); the task will be retried",
+                           item.event.kind, instance_id, exc)
+            raise task.retry(exc=exc, countdown=1.0, max_retries=None) from exc
+
+    run.__name__ = definition.fn.__name__
+    run.__doc__ = definition.fn.__doc__
+    run.__module__ = definition.fn.__module__
+    return durable.app.task(run, name=definition.name, bind=True, **options)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

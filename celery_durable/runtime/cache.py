@@ -1,0 +1,49 @@
+"""A bounded, per-process cache of live orchestrator states (warm episodes skip the replay)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from celery_durable.engine.executor import Orchestration
+
+
+class StateCache:
+    """LRU of ``Orchestration`` objects keyed by instance id, valid for one (execution, length).
+
+    An entry is taken out while an episode uses it and put back only after the episode's commit,
+    so a failed episode never leaves a state that is ahead of the store.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[str, Orchestration]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def take(self, instance_id: str, execution_id: str, history_len: int) -> Orchestration | None:
+        with self._lock:
+            entry = self._entries.pop(instance_id, None)
+            if entry is not None and entry[0] == execution_id and \
+                    entry[1].history_length == history_len:
+                self.hits += 1
+                return entry[1]
+            self.misses += 1
+            return None
+
+    def put(self, instance_id: str, execution_id: str, state: Orchestration) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._entries[instance_id] = (execution_id, state)
+            self._entries.move_to_end(instance_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def discard(self, instance_id: str) -> None:
+        with self._lock:
+            self._entries.pop(instance_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,155 @@
+"""``Durable``: the extension object that binds celery_durable to a Celery app."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+
+from celery_durable.engine import history as h
+from celery_durable.registry import (
+    GLOBAL,
+    ActivityDef,
+    OrchestratorDef,
+    Registry,
+    make_activity,
+    make_orchestrator,
+)
+from celery_durable.runtime import filesystem, messages
+from celery_durable.runtime.activity import make_activity_task
+from celery_durable.runtime.episode import EpisodeRunner
+from celery_durable.runtime.settings import DurableSettings
+from celery_durable.runtime.sweeper import SweeperStep, sweep
+from celery_durable.store import InboxItem, Store
+from celery_durable.versioning import VersioningOptions
+
+if TYPE_CHECKING:
+    from celery_durable.client import DurableClient
+
+logger = logging.getLogger(__name__)
+_by_app: weakref.WeakKeyDictionary[Celery, Durable] = weakref.WeakKeyDictionary()
+
+
+def durable_of(app: Celery) -> Durable | None:
+    """The ``Durable`` bound to ``app``, if any."""
+    return _by_app.get(app)
+
+
+class Durable:
+    """Durable orchestrations on a Celery app.
+
+    ``Durable(app, store_url=None, versioning=None)`` reads ``app.conf.durable_*`` settings,
+    registers the orchestration, timer and sweep tasks, every ``@orchestrator`` / ``@activity``
+    declared so far or later, and a worker bootstep that runs the sweeper.
+    """
+
+    def __init__(self, app: Celery, store_url: str | None = None,
+                 versioning: VersioningOptions | None = None) -> None:
+        if not isinstance(app, Celery):
+            raise TypeError(f"Durable(app) takes a Celery app, got {app!r}")
+        if versioning is not None and not isinstance(versioning, VersioningOptions):
+            raise TypeError(f"versioning must be VersioningOptions, got {versioning!r}")
+        filesystem.install()
+        self.app = app
+        self.settings = DurableSettings.from_conf(app.conf, store_url)
+        self.versioning = versioning or VersioningOptions()
+        self.store = Store(self.settings.store_url)
+        self.registry = Registry()
+        self.runner = EpisodeRunner(self)
+        self._client: DurableClient | None = None
+        self._register_builtin_tasks()
+        self.registry.subscribe(self._on_definition)
+        GLOBAL.subscribe(_WeakAdd(self.registry))
+        app.steps["worker"].add(SweeperStep)
+        _by_app[app] = self
+
+    # -- declaring ----------------------------------------------------------------------------
+    def orchestrator(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
+                     version: str | None = None, queue: str | None = None) -> Any:
+        """``@durable.orchestrator``: like ``@orchestrator``, registered on this Durable only."""
+        return make_orchestrator(self.registry, fn, name=name, version=version, queue=queue)
+
+    def activity(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
+                 **options: Any) -> Any:
+        """``@durable.activity``: like ``@activity``, registered on this Durable only."""
+        return make_activity(self.registry, fn, name=name, **options)
+
+    def _on_definition(self, definition: OrchestratorDef | ActivityDef) -> None:
+        if isinstance(definition, ActivityDef):
+            make_activity_task(self, definition)
+
+    def _register_builtin_tasks(self) -> None:
+        app, runner = self.app, self.runner
+        options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
+                   "ignore_result": True}
+
+        @app.task(name=messages.EPISODE_TASK, **options)
+        def episode(task: Any, instance_id: str, name: str = "") -> None:
+            """Run an episode of an orchestration instance (woken by a message)."""
+            runner.run(instance_id, wait=True)
+
+        @app.task(name=messages.TIMER_TASK, **options)
+        def timer(task: Any, instance_id: str, execution_id: str, task_id: int,
+                  fire_at: str) -> None:
+            """Fire a durable timer: record TimerFired once and run the next episode."""
+            when = h.utc(datetime.fromisoformat(fire_at))
+            event = h.timer_fired(int(task_id), when, datetime.now(timezone.utc))
+            item = InboxItem(f"timer:{execution_id}:{task_id}", event, execution_id)
+            runner.run(instance_id, [item], wait=True)
+
+        @app.task(name=messages.SWEEP_TASK, bind=True, ignore_result=True)
+        def sweep_task(task: Any) -> None:
+            """Run one sweep (for deployments that prefer celery beat to the worker bootstep)."""
+            sweep(self)
+
+    # -- runtime hooks ------------------------------------------------------------------------
+    @property
+    def default_version(self) -> str | None:
+        return self.versioning.default_version
+
+    @property
+    def client(self) -> DurableClient:
+        """The ``DurableClient`` of this Durable."""
+        if self._client is None:
+            from celery_durable.client import DurableClient
+
+            self._client = DurableClient(self)
+        return self._client
+
+    def record(self, instance_id: str, item: InboxItem, orchestrator: str = "") -> None:
+        """Deliver ``item`` to an instance: run its episode inline, or leave a wake-up."""
+        if not self.runner.run(instance_id, [item]):
+            self.wake(instance_id, orchestrator)
+
+    def wake(self, instance_id: str, orchestrator: str | None = None) -> None:
+        """Send the orchestration task for an instance (its episode drains the inbox)."""
+        if not orchestrator:
+            record = self.store.get_instance(instance_id)
+            if record is None:
+                return
+            orchestrator = record.name
+        messages.publish(self.app, [self.episode_message(instance_id, orchestrator)])
+
+    def wake_many(self, instance_ids: Sequence[tuple[str, str]]) -> None:
+        messages.publish(self.app, [self.episode_message(i, n) for i, n in instance_ids])
+
+    def episode_message(self, instance_id: str, orchestrator: str) -> messages.Message:
+        definition = self.registry.orchestrators.get(orchestrator)
+        queue = (definition.queue if definition else None) or self.settings.episode_queue
+        return messages.episode_message(instance_id, orchestrator, queue)
+
+
+class _WeakAdd:
+    """Forwards global definitions to a Durable's registry without keeping it alive."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._ref = weakref.ref(registry)
+
+    def __call__(self, definition: OrchestratorDef | ActivityDef) -> None:
+        registry = self._ref()
+        if registry is not None:
+            registry.add(definition)

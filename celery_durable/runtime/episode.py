@@ -1,0 +1,263 @@
+"""An episode: lock one instance, feed its inbox to the engine, commit, then publish.
+
+The episode runs where its trigger arrives: inline in the worker that just finished an activity
+or fired a timer when it can take the instance's lock (no second broker hop), or as the
+orchestration task when it is woken. Everything it writes is committed in one transaction; the
+broker messages it implies are written to the outbox in that transaction and published after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from celery_durable.engine import history as h
+from celery_durable.engine.actions import (
+    Action,
+    CreateTimer,
+    ScheduleActivity,
+    ScheduleSubOrchestration,
+    TerminateOrchestration,
+)
+from celery_durable.engine.executor import EpisodeResult, Orchestration
+from celery_durable.engine.failure import FailureDetails
+from celery_durable.engine.status import OrchestrationStatus
+from celery_durable.errors import UnknownNameError
+from celery_durable.runtime import messages
+from celery_durable.runtime.cache import StateCache
+from celery_durable.store import (
+    Episode,
+    EpisodeCommit,
+    InboxItem,
+    InboxRow,
+    NewInstance,
+    TimerRow,
+)
+
+if TYPE_CHECKING:
+    from celery_durable.runtime.durable import Durable
+
+logger = logging.getLogger(__name__)
+Status = OrchestrationStatus
+
+
+@dataclass
+class _Plan:
+    """What an episode commits, and what it publishes afterwards."""
+
+    commit: EpisodeCommit
+    execution_id: str
+    state: Orchestration | None = None
+    extra_messages: list[messages.Message] = field(default_factory=list)
+
+
+def completion_item(execution_id: str, event: h.HistoryEvent) -> InboxItem:
+    """The inbox item of a task's completion; its key makes a second delivery a no-op."""
+    return InboxItem(f"task:{execution_id}:{event.task_id}", event, execution_id)
+
+
+class EpisodeRunner:
+    """Runs episodes for one ``Durable`` in this process, with a warm cache of live states."""
+
+    def __init__(self, durable: Durable) -> None:
+        self.durable = durable
+        self.cache = StateCache(durable.settings.state_cache_size)
+        #: episodes run and events the engine replayed or fed, for structural-cost tests
+        self.episodes = 0
+        self.events_processed = 0
+
+    def run(self, instance_id: str, extra: Sequence[InboxItem] = (), *, wait: bool = False,
+            now: datetime | None = None) -> bool:
+        """Run one episode; False when another worker holds the instance (``extra`` is then in
+        its inbox and the caller must leave a wake-up behind)."""
+        now = now or datetime.now(timezone.utc)
+        store = self.durable.store
+        with store.episode(instance_id, list(extra), wait=wait) as ep:
+            if ep is None:
+                return False
+            plan = self._plan(ep, now)
+            if plan is None:
+                return True
+            outbox_ids = ep.commit(plan.commit)
+        self.episodes += 1
+        if plan.state is not None:
+            self.cache.put(instance_id, plan.execution_id, plan.state)
+        self._publish(plan.commit.outbox, outbox_ids)
+        return True
+
+    def _publish(self, outbox: list[messages.Message], ids: list[int]) -> None:
+        if not ids:
+            return
+        try:
+            messages.publish(self.durable.app, outbox)
+        except Exception:  # the rows stay; the sweeper re-publishes them
+            logger.exception("publishing %d message(s) failed; the sweeper will retry",
+                             len(outbox))
+            return
+        self.durable.store.delete_outbox(ids)
+
+    # -- planning --------------------------------------------------------------------------------
+    def _plan(self, ep: Episode, now: datetime) -> _Plan | None:
+        inst = ep.instance
+        rows = ep.inbox
+        if not rows:
+            return None
+        consumed = [row.id for row in rows if row.id is not None]
+        keep = {"status": inst.status, "output": inst.output, "failure": inst.failure,
+                "custom_status": inst.custom_status, "completed_at": inst.completed_at}
+        if inst.status.is_terminal:
+            for row in rows:
+                logger.info("instance %s has ended (%s): dropped %s", inst.instance_id,
+                            inst.status.value, row.event.describe())
+            return _Plan(EpisodeCommit(consumed_inbox_ids=consumed, **keep), inst.execution_id)
+        if inst.status is Status.PENDING and inst.start_at is not None and inst.start_at > now \
+                and not any(r.event.kind == h.EXECUTION_TERMINATED for r in rows):
+            return None
+        current: list[InboxRow] = []
+        stale: list[InboxRow] = []
+        for row in rows:
+            (current if row.execution_id in (None, inst.execution_id) else stale).append(row)
+        for row in stale:
+            logger.info("instance %s: dropped %s addressed to an earlier execution",
+                        inst.instance_id, row.event.describe())
+        if not current:
+            return _Plan(EpisodeCommit(consumed_inbox_ids=consumed, **keep), inst.execution_id)
+        try:
+            definition = self.durable.registry.orchestrator(inst.name)
+        except UnknownNameError as exc:
+            return self._fail_unknown(inst, consumed, exc, now)
+        state = self.cache.take(inst.instance_id, inst.execution_id, inst.history_len)
+        if state is None:
+            state = Orchestration(definition.fn, inst.instance_id,
+                                  default_version=self.durable.default_version)
+            history = ep.load_history()
+            self.events_processed += len(history)
+            state.replay(history)
+        self.events_processed += len(current)
+        result = state.run([row.event for row in current], now)
+        return self._plan_result(inst, state, result, consumed, now)
+
+    def _fail_unknown(self, inst: Any, consumed: list[int], exc: Exception,
+                      now: datetime) -> _Plan:
+        failure = FailureDetails(str(exc), type(exc).__name__)
+        commit = EpisodeCommit(status=Status.FAILED, consumed_inbox_ids=consumed,
+                               failure=failure, completed_at=now, delete_timers=True)
+        self._notify_parent(inst, commit, Status.FAILED, None, failure, now)
+        return _Plan(commit, inst.execution_id)
+
+    def _plan_result(self, inst: Any, state: Orchestration, result: EpisodeResult,
+                     consumed: list[int], now: datetime) -> _Plan:
+        status = result.status
+        commit = EpisodeCommit(
+            status=status, new_events=result.new_events, consumed_inbox_ids=consumed,
+            output=result.output, failure=result.failure, custom_status=result.custom_status,
+            completed_at=now if status.is_terminal else None, delete_timers=status.is_terminal)
+        for discarded, reason in result.discarded:
+            logger.log(logging.ERROR if "unknown task id" in reason else logging.INFO,
+                       "instance %s: dropped %s: %s", inst.instance_id, discarded.describe(),
+                       reason)
+        can = result.continue_as_new
+        if can is not None:
+            return self._plan_continue_as_new(inst, commit, result, now)
+        for action in result.actions:
+            self._plan_action(inst, inst.execution_id, action, commit, now)
+        if status.is_terminal:
+            self._notify_parent(inst, commit, status, result.output, result.failure, now)
+            return _Plan(commit, inst.execution_id)
+        return _Plan(commit, inst.execution_id, state)
+
+    def _plan_continue_as_new(self, inst: Any, commit: EpisodeCommit, result: EpisodeResult,
+                              now: datetime) -> _Plan:
+        can = result.continue_as_new
+        assert can is not None
+        execution_id = uuid.uuid4().hex
+        generation = inst.generation + 1
+        commit.new_events = []
+        commit.new_execution = (execution_id, generation)
+        commit.delete_timers = True
+        start = h.execution_started(inst.name, can.input, now, version=can.version,
+                                    parent_instance_id=inst.parent_instance_id,
+                                    parent_task_id=inst.parent_task_id, generation=generation)
+        items = [InboxItem(f"start:{execution_id}", start, execution_id)]
+        items += [InboxItem(f"start:{execution_id}:{i}", event, execution_id)
+                  for i, event in enumerate(can.carryover)]
+        commit.notify.extend((inst.instance_id, item) for item in items)
+        commit.outbox.append(self._episode_message(inst.instance_id, inst.name))
+        for action in result.actions:
+            if isinstance(action, TerminateOrchestration):
+                self._plan_action(inst, inst.execution_id, action, commit, now)
+        return _Plan(commit, execution_id)
+
+    def _plan_action(self, inst: Any, execution_id: str, action: Action, commit: EpisodeCommit,
+                     now: datetime) -> None:
+        registry = self.durable.registry
+        iid = inst.instance_id
+        if isinstance(action, ScheduleActivity):
+            try:
+                queue = registry.activity(action.name).queue
+            except UnknownNameError as exc:
+                self._fail_task(inst, execution_id, action.task_id, exc, commit, now)
+                return
+            commit.outbox.append(messages.activity_message(iid, execution_id, action, queue,
+                                                             inst.name))
+        elif isinstance(action, CreateTimer):
+            commit.timers.append(TimerRow(action.task_id, action.fire_at))
+            if action.fire_at - now <= self.durable.settings.timer_horizon:
+                commit.outbox.append(messages.timer_message(
+                    iid, execution_id, action.task_id, action.fire_at,
+                    self.durable.settings.episode_queue))
+        elif isinstance(action, ScheduleSubOrchestration):
+            try:
+                child_def = registry.orchestrator(action.name)
+            except UnknownNameError as exc:
+                self._fail_task(inst, execution_id, action.task_id, exc, commit, now,
+                                kind=h.SUB_ORCHESTRATION_FAILED)
+                return
+            child = NewInstance(instance_id=action.instance_id, name=action.name,
+                                version=action.version, input=action.input,
+                                parent_instance_id=iid, parent_task_id=action.task_id,
+                                created_at=now)
+            start = h.execution_started(action.name, action.input, now, version=action.version,
+                                        parent_instance_id=iid, parent_task_id=action.task_id)
+            commit.children.append((child, [start]))
+            commit.outbox.append(self._episode_message(action.instance_id, action.name,
+                                                       child_def.queue))
+        elif isinstance(action, TerminateOrchestration):
+            event = h.execution_terminated(now, action.output, action.recursive)
+            commit.notify.append((action.instance_id,
+                                  InboxItem(f"terminate:{uuid.uuid4().hex}", event)))
+            commit.outbox.append(self._episode_message(action.instance_id, ""))
+
+    def _fail_task(self, inst: Any, execution_id: str, task_id: int, exc: Exception,
+                   commit: EpisodeCommit, now: datetime, kind: str = h.TASK_FAILED) -> None:
+        failure = FailureDetails(str(exc), type(exc).__name__)
+        event = (h.task_failed(task_id, failure, now) if kind == h.TASK_FAILED
+                 else h.sub_orchestration_failed(task_id, failure, now))
+        commit.notify.append((inst.instance_id, completion_item(execution_id, event)))
+        commit.outbox.append(self._episode_message(inst.instance_id, inst.name))
+
+    def _notify_parent(self, inst: Any, commit: EpisodeCommit, status: OrchestrationStatus,
+                       output: Any, failure: FailureDetails | None, now: datetime) -> None:
+        parent, task_id = inst.parent_instance_id, inst.parent_task_id
+        if parent is None or task_id is None:
+            return
+        if status is Status.COMPLETED:
+            event = h.sub_orchestration_completed(task_id, output, now)
+        else:
+            if failure is None:
+                failure = FailureDetails(f"sub-orchestration {inst.instance_id!r} was "
+                                         f"{status.value.lower()}", "OrchestrationTerminated")
+            event = h.sub_orchestration_failed(task_id, failure, now)
+        commit.notify.append((parent, InboxItem(f"child:{inst.instance_id}:{task_id}", event)))
+        record = self.durable.store.get_instance(parent)
+        commit.outbox.append(self._episode_message(parent, record.name if record else ""))
+
+    def _episode_message(self, instance_id: str, name: str,
+                         queue: str | None = None) -> messages.Message:
+        if queue is not None:
+            return messages.episode_message(instance_id, name, queue)
+        return self.durable.episode_message(instance_id, name)

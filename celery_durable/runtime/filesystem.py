@@ -1,0 +1,196 @@
+"""A safer kombu ``filesystem://`` transport (kombu issue #1551).
+
+kombu's filesystem transport creates a message file under its final name and
+then writes the body, and its consumer neither takes the writer's lock nor
+tolerates a bad file: a worker can read an empty or partial file, crash with
+``JSONDecodeError`` and lose the message.
+
+This subclass publishes write-then-rename, so consumers only see complete
+files, and its consumer skips a file it cannot parse (a plain kombu producer
+may still be writing it) and retries it on later polls. A file unreadable for
+``unreadable_grace_period`` seconds (by mtime) is renamed to ``<name>.bad`` so
+that it cannot block the queue forever.
+
+Transport options: kombu's ``data_folder_in``, ``data_folder_out``,
+``store_processed``, ``processed_folder`` and ``control_folder``, plus
+``unreadable_grace_period`` (seconds, default 30) and ``fsync`` (fsync each
+message file and its folder before it becomes visible, default False).
+
+Call :func:`install` to make ``filesystem://`` resolve to this transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import time
+import uuid
+from functools import cached_property
+from queue import Empty
+from typing import Any, ClassVar
+
+from kombu import transport as kombu_transports
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem as kombu_filesystem
+from kombu.transport import virtual
+from kombu.utils.json import dumps, loads
+
+__all__ = ["Channel", "Transport", "install", "DEFAULT_UNREADABLE_GRACE_PERIOD"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds an unreadable message file may stay in the queue before it is set aside.
+DEFAULT_UNREADABLE_GRACE_PERIOD = 30.0
+
+_ALIAS = "filesystem"
+_TARGET = "celery_durable.runtime.filesystem:Transport"
+_BAD_SUFFIX = ".bad"
+_sequence = itertools.count()  # keeps one process's messages FIFO within a millisecond
+
+
+class Channel(kombu_filesystem.Channel):
+    """Filesystem channel that publishes atomically and survives unreadable files."""
+
+    @cached_property
+    def unreadable_grace_period(self) -> float:
+        return float(
+            self.transport_options.get("unreadable_grace_period", DEFAULT_UNREADABLE_GRACE_PERIOD)
+        )
+
+    @cached_property
+    def fsync(self) -> bool:
+        return bool(self.transport_options.get("fsync", False))
+
+    @cached_property
+    def _reported_unreadable(self) -> set[str]:
+        return set()
+
+    # kombu.transport.filesystem renames AbstractChannel._put(queue, message) to payload.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Write the message to a hidden temporary file, then rename it into the queue."""
+        folder = self.data_folder_out
+        stamp = f"{round(time.monotonic() * 1000)}_{next(_sequence):012d}-{uuid.uuid4()}"
+        name = f"{stamp}.{queue}.msg"  # kombu's ``<ms>_<uuid>.<queue>.msg``, sortable
+        final = os.path.join(folder, name)
+        tmp = os.path.join(folder, f".{name}.tmp")  # consumers match only ``*.<queue>.msg``
+        try:
+            try:
+                with open(tmp, "xb") as f:
+                    f.write(dumps(payload).encode("utf-8"))
+                    if self.fsync:
+                        f.flush()
+                        os.fsync(f.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
+            if self.fsync:
+                _fsync_folder(folder)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        """Return the oldest readable message of ``queue``; skip files that are not."""
+        wanted = f"{queue}.msg"
+        folder = self.data_folder_in
+        for name in sorted(os.listdir(folder)):
+            if name.partition(".")[2] != wanted:
+                continue
+            path = os.path.join(folder, name)
+            payload = self._read(path, name)
+            if payload is not None and self._claim(path, name):
+                self._reported_unreadable.discard(name)
+                return payload
+        raise Empty()
+
+    def _read(self, path: str, name: str) -> dict[str, Any] | None:
+        """Parse one message file in place; ``None`` if it is gone or unreadable."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None  # taken by another consumer
+        except OSError as exc:
+            self._unreadable(path, name, repr(exc))
+            return None
+        try:
+            payload = loads(raw)
+        except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
+            self._unreadable(path, name, f"{len(raw)} bytes, {exc}")
+            return None
+        if not isinstance(payload, dict):
+            self._unreadable(path, name, f"expected a JSON object, got {type(payload).__name__}")
+            return None
+        return payload
+
+    def _claim(self, path: str, name: str) -> bool:
+        """Take the file out of the queue; exactly one consumer wins the race."""
+        try:
+            if self.store_processed:
+                shutil.move(path, os.path.join(self.processed_folder, name))
+            else:
+                os.remove(path)
+        except OSError:
+            return False
+        return True
+
+    def _unreadable(self, path: str, name: str, reason: str) -> None:
+        """Leave a bad file for a later poll, or set it aside once its grace period is over."""
+        try:
+            age = time.time() - os.stat(path).st_mtime
+        except OSError:
+            return
+        if age < self.unreadable_grace_period:
+            if name not in self._reported_unreadable:
+                self._reported_unreadable.add(name)
+                logger.warning("Skipping unreadable message file %s (%s); will retry", path, reason)
+            return
+        self._reported_unreadable.discard(name)
+        try:
+            os.replace(path, path + _BAD_SUFFIX)
+        except OSError:
+            return  # taken or set aside by another consumer
+        logger.warning(
+            "Moved unreadable message file %s aside after %.1f s (%s)", path, age, reason
+        )
+
+
+class Transport(kombu_filesystem.Transport):
+    """kombu's filesystem transport with :class:`Channel` and broker state per control folder.
+
+    kombu shares one in-memory ``BrokerState`` among all filesystem connections of a process
+    and does not write a binding to ``control_folder`` when that state already holds it, so a
+    later connection with another control folder (a test's temporary one, say) drops its
+    messages as unroutable. Here each control folder gets its own state.
+    """
+
+    Channel = Channel
+    _states: ClassVar[dict[str, virtual.BrokerState]] = {}
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        folder = os.path.abspath(client.transport_options.get("control_folder", "control"))
+        self.state = self._states.setdefault(folder, virtual.BrokerState())
+
+
+def install() -> None:
+    """Make ``filesystem://`` resolve to :class:`Transport` for kombu Connections created later.
+
+    Idempotent. Connections that already exist keep the transport they resolved.
+    """
+    kombu_transports.TRANSPORT_ALIASES[_ALIAS] = _TARGET
+    kombu_transports._transport_cache.pop(_ALIAS, None)  # get_transport_cls memoizes
+
+
+def _fsync_folder(folder: str) -> None:
+    if not hasattr(os, "O_DIRECTORY"):
+        return  # Windows cannot open a folder for fsync
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

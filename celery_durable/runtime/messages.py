@@ -1,0 +1,70 @@
+"""Broker messages: what an episode's outbox holds, and how it is published.
+
+A message is a small JSON dict ``{"task", "args", "options"}``; its size does not depend on the
+instance's history. Celery task ids are deterministic (instance, execution, task id, attempt), so
+a re-published message is recognisable in Flower and in the result backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+
+from celery_durable.engine.actions import ScheduleActivity
+from celery_durable.engine.history import utc
+
+logger = logging.getLogger(__name__)
+
+EPISODE_TASK = "celery_durable.episode"
+TIMER_TASK = "celery_durable.timer"
+SWEEP_TASK = "celery_durable.sweep"
+DURABLE_HEADER = "durable"
+
+Message = dict[str, Any]
+
+
+def episode_message(instance_id: str, name: str, queue: str | None) -> Message:
+    options: dict[str, Any] = {"argsrepr": f"({instance_id!r}, {name!r})"}
+    if queue:
+        options["queue"] = queue
+    return {"task": EPISODE_TASK, "args": [instance_id, name], "options": options}
+
+
+def activity_message(instance_id: str, execution_id: str, action: ScheduleActivity,
+                     queue: str | None, orchestrator: str) -> Message:
+    header = [instance_id, execution_id, action.task_id, action.attempt, orchestrator]
+    options: dict[str, Any] = {
+        "task_id": f"{instance_id}:{execution_id[:8]}:{action.task_id}:{action.attempt}",
+        "headers": {DURABLE_HEADER: header},
+    }
+    if queue:
+        options["queue"] = queue
+    return {"task": action.name, "args": [action.input], "options": options}
+
+
+def timer_message(instance_id: str, execution_id: str, task_id: int, fire_at: datetime,
+                  queue: str | None) -> Message:
+    options: dict[str, Any] = {"eta": utc(fire_at).isoformat(),
+                               "argsrepr": f"({instance_id!r}, timer {task_id})"}
+    if queue:
+        options["queue"] = queue
+    return {"task": TIMER_TASK, "args": [instance_id, execution_id, task_id,
+                                         utc(fire_at).isoformat()], "options": options}
+
+
+def publish(app: Celery, messages: Iterable[Message]) -> None:
+    """Send messages through one pooled producer."""
+    messages = list(messages)
+    if not messages:
+        return
+    with app.producer_or_acquire() as producer:
+        for message in messages:
+            options = dict(message.get("options") or {})
+            if "eta" in options:
+                options["eta"] = datetime.fromisoformat(options["eta"])
+            app.send_task(message["task"], args=message.get("args") or [],
+                          kwargs=message.get("kwargs") or {}, producer=producer, **options)

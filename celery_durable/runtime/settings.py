@@ -1,0 +1,50 @@
+"""Settings read from the Celery app's configuration (``app.conf.durable_*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+DEFAULT_STORE_URL = "sqlite:///celery_durable.sqlite3"
+
+
+@dataclass(frozen=True)
+class DurableSettings:
+    """Every ``durable_*`` setting, with its default."""
+
+    store_url: str = DEFAULT_STORE_URL
+    #: timers due within this horizon go to the broker as ETA tasks; later ones wait in the store
+    #: (well under Redis' visibility_timeout and RabbitMQ's consumer_timeout)
+    timer_horizon: timedelta = timedelta(minutes=10)
+    #: how often the sweeper looks for due timers, unpublished outbox rows and stranded inboxes
+    sweep_interval: float = 5.0
+    #: outbox rows / inbox rows older than this are taken as lost and re-published / re-woken
+    recovery_grace: timedelta = timedelta(seconds=15)
+    #: orchestrator states kept warm per worker process (bounded)
+    state_cache_size: int = 1000
+    #: queue of orchestration episodes (None: the app's default queue)
+    episode_queue: str | None = None
+    #: run the sweeper inside every worker (a bootstep)
+    sweeper_enabled: bool = True
+
+    @classmethod
+    def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
+        def get(key: str, default: Any) -> Any:
+            value = conf.get(f"durable_{key}")
+            return default if value is None else value
+
+        def seconds(key: str, default: timedelta) -> timedelta:
+            value = get(key, default)
+            return value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+
+        defaults = cls()
+        return cls(
+            store_url=store_url or get("store_url", defaults.store_url),
+            timer_horizon=seconds("timer_horizon", defaults.timer_horizon),
+            sweep_interval=float(get("sweep_interval", defaults.sweep_interval)),
+            recovery_grace=seconds("recovery_grace", defaults.recovery_grace),
+            state_cache_size=int(get("state_cache_size", defaults.state_cache_size)),
+            episode_queue=get("episode_queue", None),
+            sweeper_enabled=bool(get("sweeper_enabled", True)),
+        )

@@ -1,0 +1,102 @@
+"""The sweeper: dispatches far timers as they come within the horizon and recovers anything a
+lost or unpublished message left waiting (outbox rows, inbox rows nobody woke up for).
+
+It runs in every worker as a bootstep (a thread in the worker's main process) and can also run
+as the periodic task ``celery_durable.sweep``. Several sweepers at once are safe: timers are
+claimed with a conditional update, and everything else is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from celery import bootsteps
+
+from celery_durable.runtime import messages
+
+if TYPE_CHECKING:
+    from celery_durable.runtime.durable import Durable
+
+logger = logging.getLogger(__name__)
+BATCH = 500
+
+
+@dataclass
+class SweepReport:
+    timers: int = 0
+    outbox: int = 0
+    woken: int = 0
+
+
+def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
+    """One pass over the store; returns what it dispatched."""
+    now = now or datetime.now(timezone.utc)
+    store, settings, report = durable.store, durable.settings, SweepReport()
+    due = store.due_timers(now + settings.timer_horizon, BATCH)
+    if due:
+        claimed = set(store.mark_timers_dispatched([t.key for t in due], now))
+        msgs = [messages.timer_message(t.instance_id, t.execution_id, t.task_id, t.fire_at,
+                                       settings.episode_queue)
+                for t in due if t.key in claimed]
+        messages.publish(durable.app, msgs)
+        report.timers = len(msgs)
+    stale = store.pending_outbox(now - settings.recovery_grace, BATCH)
+    if stale:
+        messages.publish(durable.app, [message for _, _, message in stale])
+        store.delete_outbox([row_id for row_id, _, _ in stale])
+        report.outbox = len(stale)
+    for instance_id in store.instances_with_inbox(now - settings.recovery_grace, BATCH):
+        durable.wake(instance_id)
+        report.woken += 1
+    if report.timers or report.outbox or report.woken:
+        logger.info("sweep: %d timer(s) dispatched, %d message(s) re-published, %d instance(s) "
+                    "woken", report.timers, report.outbox, report.woken)
+    return report
+
+
+class SweeperThread(threading.Thread):
+    """Calls ``sweep`` every ``durable.settings.sweep_interval`` seconds until stopped."""
+
+    def __init__(self, durable: Durable) -> None:
+        super().__init__(name="celery_durable-sweeper", daemon=True)
+        self.durable = durable
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.durable.settings.sweep_interval):
+            try:
+                sweep(self.durable)
+            except Exception:  # a database or broker outage: try again next interval
+                logger.exception("sweep failed; retrying in %.1fs",
+                                 self.durable.settings.sweep_interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+class SweeperStep(bootsteps.StartStopStep):
+    """Worker bootstep running the sweeper thread in the worker's main process."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.thread: SweeperThread | None = None
+
+    def start(self, worker: Any) -> None:
+        from celery_durable.runtime.durable import durable_of
+
+        durable = durable_of(worker.app)
+        if durable is None or not durable.settings.sweeper_enabled:
+            return
+        self.thread = SweeperThread(durable)
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None

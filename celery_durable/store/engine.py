@@ -1,0 +1,101 @@
+"""SQLAlchemy engines for the store, configured per database for many concurrent writers.
+
+SQLite: WAL, a 30 s busy timeout, foreign keys on, and SQLAlchemy's documented recipe that
+takes transaction control away from pysqlite so that every write transaction starts with
+``BEGIN IMMEDIATE`` (the write lock is taken up front: no "database is locked" on a lock upgrade).
+Read-only transactions (connections marked with `READ_ONLY`) start with a plain ``BEGIN`` and so
+never wait for writers. PostgreSQL and MySQL/MariaDB: ``pool_pre_ping``; MySQL/MariaDB also run
+at READ COMMITTED (no gap locks, and a re-read inside an episode sees rows committed since).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+
+#: Execution option marking a connection whose transaction only reads.
+READ_ONLY = "durable_read_only"
+
+SUPPORTED_DIALECTS = ("sqlite", "postgresql", "mysql")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def dialect_of(url: str) -> str:
+    """The store's name for the database behind ``url``: "sqlite", "postgresql" or "mysql"."""
+    name = make_url(url).get_backend_name()
+    name = "mysql" if name == "mariadb" else name
+    if name not in SUPPORTED_DIALECTS:
+        raise ValueError(f"unsupported store database {name!r} in {url!r}; use SQLite, "
+                         "PostgreSQL or MySQL/MariaDB (e.g. postgresql+psycopg://host/db)")
+    return name
+
+
+def make_engine(url: str) -> Engine:
+    """A new engine for ``url`` set up for the store (see the module docstring)."""
+    dialect = dialect_of(url)
+    if dialect == "sqlite":
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if dialect == "mysql":
+        return create_engine(url, pool_pre_ping=True, pool_recycle=3600,
+                             isolation_level="READ COMMITTED")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Stop pysqlite from emitting BEGIN (and COMMIT before DDL) itself; `_sqlite_begin` does it.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+@dataclass
+class StatementCount:
+    """What `StatementCounter.counting` saw: the number of statements and their SQL text."""
+
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+class StatementCounter:
+    """Counts statements sent through the engines it is attached to (a test hook)."""
+
+    def __init__(self) -> None:
+        self._active: list[StatementCount] = []
+
+    def attach(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+              executemany: bool) -> None:
+        for count in self._active:
+            count.statements.append(statement)
+
+    @contextmanager
+    def counting(self) -> Iterator[StatementCount]:
+        count = StatementCount()
+        self._active.append(count)
+        try:
+            yield count
+        finally:
+            self._active.remove(count)

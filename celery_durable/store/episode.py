@@ -1,0 +1,242 @@
+"""An episode: one transaction that locks an instance, reads its inbox and commits what the
+engine decided (history, status, timers, outbox, children, the parent's inbox) atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from celery_durable.engine.history import EXECUTION_STARTED, HistoryEvent
+from celery_durable.engine.status import OrchestrationStatus
+from celery_durable.errors import OrchestrationNotFoundError, OrchestrationStateError
+from celery_durable.payload import dumps, loads
+from celery_durable.store.records import (
+    EpisodeCommit,
+    InboxItem,
+    InboxRow,
+    InstanceRecord,
+    from_db_time,
+    history_event,
+    history_row,
+    now,
+    to_db_time,
+)
+from celery_durable.store.schema import history, inbox, instances, outbox, timers
+from celery_durable.store.writes import chunks, create_instances, inbox_rows, insert_inbox
+
+log = logging.getLogger(__name__)
+
+_INBOX_COLUMNS = (inbox.c.id, inbox.c.dedup_key, inbox.c.execution_id, inbox.c.event)
+
+
+class Episode:
+    """The locked instance, its inbox, and `commit` to write the episode's outcome.
+
+    ``inbox`` holds the stored inbox rows (ordered by id) followed by the ``extra`` items given to
+    `Store.episode` (with id None: they are consumed directly, never inserted, if the episode
+    commits). Statements run in the episode's transaction, committed when its block exits.
+    """
+
+    def __init__(self, conn: Connection, dialect: str, instance: InstanceRecord,
+                 stored: list[InboxRow], extra: list[InboxItem]) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self._max_id = max((row.id for row in stored if row.id is not None), default=0)
+        seen = {row.dedup_key for row in stored}
+        self.extra: list[InboxItem] = []  # extra items not already stored (by dedup key)
+        for item in extra:
+            if item.dedup_key not in seen:
+                seen.add(item.dedup_key)
+                self.extra.append(item)
+        self.instance = instance
+        self.inbox = stored + [InboxRow.from_item(item) for item in self.extra]
+        self.refused_children: list[str] = []
+        self.committed = False
+        self.failed = False
+
+    def load_history(self) -> list[HistoryEvent]:
+        """The current execution's history, ordered by seq (one query)."""
+        query = (select(history.c.seq, history.c.kind, history.c.timestamp, history.c.task_id,
+                        history.c.name, history.c.data)
+                 .where(history.c.instance_id == self.instance.instance_id,
+                        history.c.execution_id == self.instance.execution_id)
+                 .order_by(history.c.seq))
+        return [history_event(row) for row in self._conn.execute(query).mappings()]
+
+    def recheck_inbox(self) -> list[InboxRow]:
+        """Inbox rows that arrived since the episode read the inbox; they extend ``inbox``."""
+        if self._dialect == "sqlite":  # the write lock held since BEGIN IMMEDIATE kept them out
+            return []
+        query = (select(*_INBOX_COLUMNS)
+                 .where(inbox.c.instance_id == self.instance.instance_id,
+                        inbox.c.id > self._max_id)
+                 .order_by(inbox.c.id))
+        rows = [InboxRow.from_row(row) for row in self._conn.execute(query).mappings()]
+        if rows:
+            self._max_id = max(row.id for row in rows if row.id is not None)
+            self.inbox.extend(rows)
+        return rows
+
+    def commit(self, outcome: EpisodeCommit) -> list[int]:
+        """Write ``outcome`` in the episode's transaction; return the new outbox ids in order."""
+        try:
+            ids = self._write(outcome)
+        except BaseException:
+            self.failed = True
+            raise
+        self.committed = True
+        return ids
+
+    def _write(self, outcome: EpisodeCommit) -> list[int]:
+        conn, inst, at = self._conn, self.instance, now()
+        iid, execution_id, generation = inst.instance_id, inst.execution_id, inst.generation
+        values: dict[str, Any] = {}
+        if outcome.new_execution is not None:
+            for table in (history, timers):
+                conn.execute(delete(table).where(table.c.instance_id == iid,
+                                                 table.c.execution_id == execution_id))
+            execution_id, generation = outcome.new_execution
+            values.update(execution_id=execution_id, generation=generation)
+        started = next((e for e in outcome.new_events if e.kind == EXECUTION_STARTED), None)
+        if started is not None and isinstance(started.data, dict):  # e.g. after continue-as-new
+            values.update(input=dumps(started.data.get("input")),
+                          version=started.data.get("version"))
+        first_seq = 0 if outcome.new_execution is not None else inst.history_len
+        _check_seqs(iid, outcome.new_events, first_seq)
+        if outcome.new_events:
+            conn.execute(insert(history), [history_row(iid, execution_id, event)
+                                           for event in outcome.new_events])
+        consumed = [i for i in outcome.consumed_inbox_ids if i is not None]
+        for part in chunks(consumed):
+            conn.execute(delete(inbox).where(inbox.c.instance_id == iid, inbox.c.id.in_(part)))
+        if outcome.delete_timers:
+            conn.execute(delete(timers).where(timers.c.instance_id == iid))
+        if outcome.timers:
+            conn.execute(insert(timers), [
+                {"instance_id": iid, "execution_id": execution_id, "task_id": timer.task_id,
+                 "fire_at": to_db_time(timer.fire_at), "dispatched_at": None}
+                for timer in outcome.timers])
+        outbox_ids = self._insert_outbox(outcome.outbox, at)
+        if outcome.children:
+            created = create_instances(conn, self._dialect, outcome.children, at)
+            self.refused_children.extend(rec.instance_id for rec, _ in outcome.children
+                                         if rec.instance_id not in created)
+        insert_inbox(conn, self._dialect, inbox_rows(outcome.notify, at))
+        history_len = first_seq + len(outcome.new_events)
+        completed_at = None if outcome.completed_at is None else to_db_time(outcome.completed_at)
+        values.update(status=outcome.status_value(),
+                      output=None if outcome.output is None else dumps(outcome.output),
+                      failure=outcome.failure_json(),
+                      custom_status=(None if outcome.custom_status is None
+                                     else dumps(outcome.custom_status)),
+                      completed_at=completed_at, history_len=history_len,
+                      updated_at=to_db_time(at))
+        conn.execute(update(instances).where(instances.c.instance_id == iid).values(values))
+        self.instance = dataclasses.replace(
+            inst, status=OrchestrationStatus(values["status"]), output=outcome.output,
+            failure=outcome.failure_dict(),
+            custom_status=outcome.custom_status, execution_id=execution_id,
+            input=loads(values["input"]) if "input" in values else inst.input,
+            version=values.get("version", inst.version),
+            generation=generation, history_len=history_len,
+            completed_at=None if completed_at is None else from_db_time(completed_at),
+            updated_at=from_db_time(values["updated_at"]))
+        return outbox_ids
+
+    def _insert_outbox(self, messages: list[dict[str, Any]], at: Any) -> list[int]:
+        if not messages:
+            return []
+        created = to_db_time(at)
+        rows = [{"instance_id": self.instance.instance_id, "message": dumps(message),
+                 "created_at": created} for message in messages]
+        if len(rows) == 1:
+            key = self._conn.execute(insert(outbox).values(rows[0])).inserted_primary_key
+            assert key is not None
+            return [int(key[0])]
+        stmt = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
+        return [int(i) for i in self._conn.execute(stmt, rows).scalars()]
+
+
+def _check_seqs(instance_id: str, events: list[HistoryEvent], first: int) -> None:
+    for offset, event in enumerate(events):
+        if event.seq != first + offset:
+            raise ValueError(
+                f"history event {event.describe()} of instance {instance_id!r} has seq "
+                f"{event.seq}, expected {first + offset}: new events must continue the "
+                f"history contiguously (history_len is {first})")
+
+
+@contextmanager
+def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[InboxItem],
+                wait: bool = False) -> Iterator[Episode | None]:
+    """Lock ``instance_id`` and yield its `Episode`, or None if another transaction holds it
+    (with ``wait``, wait for that transaction to end instead; SQLite always waits).
+
+    When it is held elsewhere, ``extra`` goes to the inbox (idempotently) before None is yielded.
+    Leaving the block without `Episode.commit` writes only ``extra`` to the inbox; an exception
+    rolls the episode back, saves ``extra`` in a transaction of its own and propagates.
+    """
+    items = list(extra)
+    with engine.connect() as conn:
+        tx = conn.begin()
+        try:
+            query = select(instances).where(instances.c.instance_id == instance_id)
+            if dialect != "sqlite":
+                query = query.with_for_update(skip_locked=not wait)
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                _locked_elsewhere(conn, dialect, instance_id, items)
+                tx.commit()
+            else:
+                stored = [InboxRow.from_row(r) for r in conn.execute(
+                    select(*_INBOX_COLUMNS).where(inbox.c.instance_id == instance_id)
+                    .order_by(inbox.c.id)).mappings()]
+                episode = Episode(conn, dialect, InstanceRecord.from_row(row), stored, items)
+        except BaseException:
+            tx.rollback()
+            raise
+        if row is None:
+            yield None
+            return
+        try:
+            yield episode
+            if episode.failed:
+                raise OrchestrationStateError(
+                    f"the commit of an episode of {instance_id!r} failed and its transaction "
+                    "was rolled back; let the commit's exception propagate instead")
+        except BaseException:
+            tx.rollback()
+            _save_extra(engine, dialect, instance_id, episode.extra)
+            raise
+        if not episode.committed:
+            insert_inbox(conn, dialect, inbox_rows(((instance_id, i) for i in episode.extra),
+                                                   now()))
+        tx.commit()
+
+
+def _locked_elsewhere(conn: Connection, dialect: str, instance_id: str,
+                      items: list[InboxItem]) -> None:
+    exists = dialect != "sqlite" and conn.execute(
+        select(instances.c.instance_id).where(instances.c.instance_id == instance_id)
+    ).first() is not None
+    if not exists:
+        raise OrchestrationNotFoundError(
+            f"no orchestration instance has id {instance_id!r}; schedule it first, or check "
+            "the id (it may have been purged)")
+    insert_inbox(conn, dialect, inbox_rows(((instance_id, item) for item in items), now()))
+
+
+def _save_extra(engine: Engine, dialect: str, instance_id: str, items: list[InboxItem]) -> None:
+    if not items:
+        return
+    try:
+        with engine.begin() as conn:
+            insert_inbox(conn, dialect, inbox_rows(((instance_id, i) for i in items), now()))
+    except Exception:
+        log.exception("could not keep %d inbox item(s) of %r after a failed episode",
+                      len(items), instance_id)

@@ -1,0 +1,318 @@
+"""`Store`: the SQL source of truth of every orchestration; each method is one transaction."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, or_, select, tuple_, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql import Select
+
+from celery_durable.engine.history import HistoryEvent
+from celery_durable.engine.status import TERMINAL_STATUSES, OrchestrationStatus
+from celery_durable.errors import OrchestrationNotFoundError, OrchestrationStateError
+from celery_durable.payload import loads
+from celery_durable.store.engine import (
+    READ_ONLY,
+    StatementCount,
+    StatementCounter,
+    dialect_of,
+    make_engine,
+)
+from celery_durable.store.episode import Episode, run_episode
+from celery_durable.store.migrate import upgrade_schema
+from celery_durable.store.records import (
+    InboxItem,
+    InstanceRecord,
+    NewInstance,
+    TimerRow,
+    history_event,
+    now,
+    to_db_time,
+)
+from celery_durable.store.schema import INSTANCE_TABLES, history, inbox, instances, outbox, timers
+from celery_durable.store.writes import (
+    chunks,
+    create_instances,
+    delete_instance_rows,
+    inbox_rows,
+    insert_inbox,
+)
+
+TimerKey = tuple[str, str, int]
+_TERMINAL = sorted(status.value for status in TERMINAL_STATUSES)
+
+
+def _not_found(instance_id: str) -> OrchestrationNotFoundError:
+    return OrchestrationNotFoundError(
+        f"no orchestration instance has id {instance_id!r}; check the id, or schedule the "
+        "orchestration first (it may also have been purged)")
+
+
+class Store:
+    """The store at ``url`` (SQLite, PostgreSQL or MySQL/MariaDB through SQLAlchemy).
+
+    Engines are per process (a new one after fork, e.g. under Celery's prefork pool); the schema
+    is created or upgraded on first use in each process.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = dialect_of(url)
+        self._engines: dict[int, Engine] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._schema_ready: set[int] = set()
+        self._counter = StatementCounter()
+
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    # -- engine and schema -----------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine (created on first use, and anew after a fork)."""
+        pid = os.getpid()
+        engine = self._engines.get(pid)
+        if engine is not None:
+            return engine
+        with self._locks.setdefault(pid, threading.Lock()):
+            engine = self._engines.get(pid)
+            if engine is None:
+                for other in [p for p in self._engines if p != pid]:
+                    # Inherited from the parent: drop its pool without closing the parent's
+                    # connections (SQLAlchemy's advice for engines that cross a fork).
+                    self._engines.pop(other).dispose(close=False)
+                engine = make_engine(self.url)
+                self._counter.attach(engine)
+                self._engines[pid] = engine
+        return engine
+
+    def create_schema(self) -> None:
+        """Create or upgrade the schema (Alembic ``upgrade head``); idempotent, race-safe."""
+        engine = self.engine
+        upgrade_schema(engine, self.dialect)
+        self._schema_ready.add(os.getpid())
+
+    def dispose(self) -> None:
+        """Close this process's pooled connections (the store stays usable)."""
+        engine = self._engines.pop(os.getpid(), None)
+        if engine is not None:
+            engine.dispose()
+
+    def statement_count(self) -> AbstractContextManager[StatementCount]:
+        """Count the SQL statements this process sends through the store (``.count``)."""
+        return self._counter.counting()
+
+    def _ready(self) -> Engine:
+        engine = self.engine
+        pid = os.getpid()
+        if pid not in self._schema_ready:
+            with self._locks.setdefault(pid, threading.Lock()):
+                if pid not in self._schema_ready:
+                    upgrade_schema(engine, self.dialect)
+                    self._schema_ready.add(pid)
+        return engine
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._ready().begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._ready().connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    def _locking(self, query: Select[Any], skip_locked: bool = False) -> Select[Any]:
+        if self.dialect == "sqlite":  # the BEGIN IMMEDIATE transaction is the lock
+            return query
+        return query.with_for_update(skip_locked=skip_locked)
+
+    # -- instances and their inbox ---------------------------------------------------------------
+
+    def create_instance(self, rec: NewInstance, start_events: list[HistoryEvent]) -> bool:
+        """Create ``rec`` (PENDING, ``start_events`` in its inbox); False if the id is live.
+
+        An instance that holds the id and has finished is replaced (its history, inbox and
+        timers are deleted), as durabletask reuses the ids of finished instances.
+        """
+        with self._write() as conn:
+            created = create_instances(conn, self.dialect, [(rec, start_events)], now())
+        return rec.instance_id in created
+
+    def append_inbox(self, instance_id: str, items: Sequence[InboxItem]) -> int:
+        """Add ``items`` to the instance's inbox, skipping known dedup keys; return how many
+        were new. Raises `OrchestrationNotFoundError` for an unknown instance."""
+        rows = inbox_rows(((instance_id, item) for item in items), now())
+        with self._write() as conn:
+            if conn.execute(select(instances.c.instance_id)
+                            .where(instances.c.instance_id == instance_id)).first() is None:
+                raise _not_found(instance_id)
+            return insert_inbox(conn, self.dialect, rows)
+
+    def episode(self, instance_id: str, extra: Sequence[InboxItem] = (), *,
+                wait: bool = False) -> AbstractContextManager[Episode | None]:
+        """Lock the instance for an episode: ``with store.episode(iid, extra) as ep:``.
+
+        ``ep`` is None when another transaction holds the instance (``extra`` is then in its
+        inbox: leave a wake-up behind); with ``wait`` the lock is waited for instead. Raises
+        `OrchestrationNotFoundError` for an unknown instance. See `Episode` and `run_episode`.
+        """
+        return run_episode(self._ready(), self.dialect, instance_id, extra, wait)
+
+    def get_instance(self, instance_id: str) -> InstanceRecord | None:
+        """The instance's record, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(instances)
+                               .where(instances.c.instance_id == instance_id)).mappings().first()
+        return None if row is None else InstanceRecord.from_row(row)
+
+    def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        """The current execution's history in order; raises `OrchestrationNotFoundError`."""
+        with self._read() as conn:
+            execution_id = conn.execute(select(instances.c.execution_id).where(
+                instances.c.instance_id == instance_id)).scalar()
+            if execution_id is None:
+                raise _not_found(instance_id)
+            rows = conn.execute(select(history).where(
+                history.c.instance_id == instance_id, history.c.execution_id == execution_id,
+            ).order_by(history.c.seq)).mappings().all()
+        return [history_event(row) for row in rows]
+
+    def query_instances(self, *, statuses: Sequence[str] | None = None, name: str | None = None,
+                        created_from: datetime | None = None,
+                        created_to: datetime | None = None, limit: int = 100,
+                        after: tuple[datetime, str] | None = None) -> list[InstanceRecord]:
+        """Instances matching every given filter (created_from/created_to inclusive), ordered by
+        (created_at, instance_id), starting after the ``after`` key (keyset paging)."""
+        query = select(instances)
+        if statuses is not None:
+            query = query.where(instances.c.status.in_(
+                [OrchestrationStatus(s).value for s in statuses]))
+        if name is not None:
+            query = query.where(instances.c.name == name)
+        if created_from is not None:
+            query = query.where(instances.c.created_at >= to_db_time(created_from))
+        if created_to is not None:
+            query = query.where(instances.c.created_at <= to_db_time(created_to))
+        if after is not None:
+            at, after_id = to_db_time(after[0]), after[1]
+            query = query.where(or_(instances.c.created_at > at,
+                                    (instances.c.created_at == at)
+                                    & (instances.c.instance_id > after_id)))
+        query = query.order_by(instances.c.created_at, instances.c.instance_id).limit(limit)
+        with self._read() as conn:
+            return [InstanceRecord.from_row(row) for row in conn.execute(query).mappings()]
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many instances have each status (statuses with none are left out)."""
+        query = select(instances.c.status, func.count()).group_by(instances.c.status)
+        with self._read() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
+
+    def instances_with_inbox(self, older_than: datetime, limit: int = 100) -> list[str]:
+        """Ids of existing instances with inbox rows created before ``older_than``, the longest
+        waiting first (the sweeper wakes them up)."""
+        query = (select(inbox.c.instance_id)
+                 .join(instances, instances.c.instance_id == inbox.c.instance_id)
+                 .where(inbox.c.created_at < to_db_time(older_than))
+                 .group_by(inbox.c.instance_id).order_by(func.min(inbox.c.id)).limit(limit))
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
+    def running_instances(self, limit: int = 100,
+                          after_id: str | None = None) -> list[InstanceRecord]:
+        """Instances not yet finished, ordered by id, after ``after_id`` (for recovery)."""
+        query = select(instances).where(instances.c.status.not_in(_TERMINAL))
+        if after_id is not None:
+            query = query.where(instances.c.instance_id > after_id)
+        query = query.order_by(instances.c.instance_id).limit(limit)
+        with self._read() as conn:
+            return [InstanceRecord.from_row(row) for row in conn.execute(query).mappings()]
+
+    def purge(self, instance_id: str, recursive: bool = True) -> int:
+        """Delete a finished instance (with its history, inbox, timers and outbox) and, if
+        ``recursive``, its finished descendants; return how many instances were deleted.
+
+        Raises `OrchestrationNotFoundError` for an unknown id, `OrchestrationStateError` when
+        the instance has not finished. Descendants still running are kept, with their subtree.
+        """
+        with self._write() as conn:
+            status = conn.execute(self._locking(select(instances.c.status).where(
+                instances.c.instance_id == instance_id))).scalar()
+            if status is None:
+                raise _not_found(instance_id)
+            if status not in _TERMINAL:
+                raise OrchestrationStateError(
+                    f"instance {instance_id!r} is {status}; only COMPLETED, FAILED or "
+                    "TERMINATED instances can be purged: wait for it or terminate it first")
+            ids, frontier = [instance_id], [instance_id]
+            seen = {instance_id}
+            while recursive and frontier:
+                children: list[str] = []
+                for part in chunks(frontier):
+                    query = select(instances.c.instance_id, instances.c.status).where(
+                        instances.c.parent_instance_id.in_(part))
+                    for child, child_status in conn.execute(self._locking(query)):
+                        if child_status in _TERMINAL and child not in seen:
+                            seen.add(child)
+                            children.append(child)
+                ids.extend(children)
+                frontier = children
+            delete_instance_rows(conn, ids, INSTANCE_TABLES)
+        return len(ids)
+
+    # -- outbox ----------------------------------------------------------------------------------
+
+    def pending_outbox(self, older_than: datetime,
+                       limit: int = 100) -> list[tuple[int, str, dict[str, Any]]]:
+        """Outbox messages written before ``older_than`` and not yet deleted, oldest first:
+        ``(id, instance_id, message)``."""
+        query = (select(outbox.c.id, outbox.c.instance_id, outbox.c.message)
+                 .where(outbox.c.created_at < to_db_time(older_than))
+                 .order_by(outbox.c.id).limit(limit))
+        with self._read() as conn:
+            return [(int(i), iid, loads(message)) for i, iid, message in conn.execute(query)]
+
+    def delete_outbox(self, ids: Sequence[int]) -> None:
+        """Delete published outbox messages."""
+        if not ids:
+            return
+        with self._write() as conn:
+            for part in chunks(list(ids)):
+                conn.execute(delete(outbox).where(outbox.c.id.in_(part)))
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def due_timers(self, until: datetime, limit: int = 100) -> list[TimerRow]:
+        """Timers due by ``until`` and not dispatched yet, earliest first."""
+        query = (select(timers)
+                 .where(timers.c.fire_at <= to_db_time(until), timers.c.dispatched_at.is_(None))
+                 .order_by(timers.c.fire_at).limit(limit))
+        with self._read() as conn:
+            return [TimerRow.from_row(row) for row in conn.execute(query).mappings()]
+
+    def mark_timers_dispatched(self, keys: Sequence[TimerKey], at: datetime) -> list[TimerKey]:
+        """Mark timers dispatched at ``at``; return the keys this call marked (those not marked
+        before, in the given order): a timer is dispatched by one caller only."""
+        wanted = list(dict.fromkeys((str(i), str(e), int(t)) for i, e, t in keys))
+        key = tuple_(timers.c.instance_id, timers.c.execution_id, timers.c.task_id)
+        marked: set[TimerKey] = set()
+        with self._write() as conn:
+            for part in chunks(wanted):
+                query = select(timers.c.instance_id, timers.c.execution_id, timers.c.task_id) \
+                    .where(key.in_(part), timers.c.dispatched_at.is_(None))
+                found = [(i, e, t) for i, e, t in conn.execute(self._locking(query, True))]
+                if found:
+                    conn.execute(update(timers).where(key.in_(found))
+                                 .values(dispatched_at=to_db_time(at)))
+                    marked.update(found)
+        return [k for k in wanted if k in marked]

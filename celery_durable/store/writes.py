@@ -1,0 +1,123 @@
+"""Writes shared by the store's transactions: idempotent inbox inserts, creating instances
+(replacing finished ones), deleting an instance's rows. Each runs inside the caller's
+transaction on the given connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import Insert
+
+from celery_durable.engine.history import HistoryEvent
+from celery_durable.engine.status import OrchestrationStatus
+from celery_durable.store.records import InboxItem, NewInstance, to_db_time
+from celery_durable.store.schema import history, inbox, instances, timers
+
+T = TypeVar("T")
+
+#: Most ids bound into one ``IN (...)`` list.
+CHUNK = 500
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def insert_ignore(dialect: str, table: Table) -> Insert:
+    """An INSERT that skips rows violating a unique constraint, in ``dialect``'s words."""
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("IGNORE")
+
+
+def insert_inbox(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -> int:
+    """Insert inbox rows, skipping duplicate (instance_id, dedup_key); return how many were new."""
+    if not rows:
+        return 0
+    stmt = insert_ignore(dialect, inbox)
+    if dialect == "mysql":  # a multi-row INSERT IGNORE counts the rows it inserted
+        return conn.execute(stmt, rows).rowcount
+    # psycopg's executemany has no total rowcount: count the ids the new rows returned
+    return len(conn.execute(stmt.returning(inbox.c.id), rows).all())
+
+
+def inbox_rows(targets: Iterable[tuple[str, InboxItem]], at: datetime) -> list[dict[str, Any]]:
+    """Inbox table rows for ``(instance_id, item)`` pairs, created at ``at`` (aware)."""
+    created = to_db_time(at)
+    return [item.to_row(instance_id, created) for instance_id, item in targets]
+
+
+def start_items(rec: NewInstance, events: list[HistoryEvent]) -> list[InboxItem]:
+    """The inbox items that start ``rec``: dedup keys "start", then "start:1", "start:2"..."""
+    return [InboxItem("start" if i == 0 else f"start:{i}", event, rec.execution_id)
+            for i, event in enumerate(events)]
+
+
+def create_instances(conn: Connection, dialect: str,
+                     items: list[tuple[NewInstance, list[HistoryEvent]]],
+                     at: datetime) -> set[str]:
+    """Create instances PENDING with their start events in their inbox; return the ids created.
+
+    An id held by a live (non-terminal) instance is refused; one held by a finished instance is
+    replaced (its history, inbox and timers are deleted). Later duplicates of an id are refused.
+    """
+    wanted: dict[str, tuple[NewInstance, list[HistoryEvent]]] = {}
+    for rec, events in items:
+        wanted.setdefault(rec.instance_id, (rec, events))
+    rows = {iid: rec.to_row() for iid, (rec, _) in wanted.items()}
+    ids = list(wanted)
+    existing: dict[str, str] = {}
+    for part in chunks(ids):
+        query = select(instances.c.instance_id, instances.c.status).where(
+            instances.c.instance_id.in_(part))
+        if dialect != "sqlite":
+            query = query.with_for_update()
+        existing.update((iid, status) for iid, status in conn.execute(query))
+    fresh = [iid for iid in ids if iid not in existing]
+    finished = [iid for iid in ids
+                if iid in existing and OrchestrationStatus(existing[iid]).is_terminal]
+    created = set(finished)
+    if fresh:  # (another transaction may create some of these ids meanwhile: skip those)
+        stmt = insert_ignore(dialect, instances)
+        values = [rows[iid] for iid in fresh]
+        if dialect != "mysql":
+            created.update(conn.execute(stmt.returning(instances.c.instance_id), values).scalars())
+        elif conn.execute(stmt, values).rowcount == len(fresh):
+            created.update(fresh)
+        else:
+            created.update(_ours(conn, fresh, {iid: rows[iid]["execution_id"] for iid in fresh}))
+    if finished:
+        delete_instance_rows(conn, finished, (history, inbox, timers))
+        for iid in finished:
+            values = dict(rows[iid])
+            del values["instance_id"]
+            conn.execute(update(instances).where(instances.c.instance_id == iid).values(values))
+    starts = [(iid, item) for iid in ids if iid in created
+              for item in start_items(*wanted[iid])]
+    insert_inbox(conn, dialect, inbox_rows(starts, at))
+    return created
+
+
+def _ours(conn: Connection, ids: list[str], execution_ids: dict[str, str]) -> set[str]:
+    ours: set[str] = set()
+    for part in chunks(ids):
+        query = select(instances.c.instance_id, instances.c.execution_id).where(
+            instances.c.instance_id.in_(part))
+        ours.update(iid for iid, eid in conn.execute(query) if execution_ids[iid] == eid)
+    return ours
+
+
+def delete_instance_rows(conn: Connection, ids: Sequence[str], tables: Iterable[Table]) -> None:
+    """Delete the rows of instances ``ids`` from each of ``tables``."""
+    for table in tables:
+        for part in chunks(ids):
+            conn.execute(delete(table).where(table.c.instance_id.in_(part)))
