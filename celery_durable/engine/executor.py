@@ -12,6 +12,7 @@ else, more or less than history records is detected (``NonDeterminismError``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -120,10 +121,15 @@ class Orchestration:
     def replay(self, history: Sequence[HistoryEvent]) -> None:
         """Feed recorded history; a mismatch with the code fails the instance (NonDeterminismError)."""
         self.ctx._is_replaying = True
+        replayed = 0
         try:
             for event in history:
                 self._replay_one(event)
+                replayed += 1
         except NonDeterminismError as exc:
+            for rest in history[replayed + 1:]:  # the rest of history stays: new events go after it
+                self._next_seq = rest.seq + 1 if rest.seq >= 0 else self._next_seq + 1
+                self.ctx._now = max(self.ctx._now, rest.timestamp)
             self.ctx._pending_actions.clear()
             self._recorded_done = False
             self._finish(Status.FAILED, failure=FailureDetails(str(exc), type(exc).__name__))
@@ -256,7 +262,8 @@ class Orchestration:
             data = event.data or {}
             if data.get("recursive", True) and result is not None:
                 result.actions.extend(TerminateOrchestration(child, data.get("output"), True)
-                                      for child in self.ctx._children.values())
+                                      for task_id, child in self.ctx._children.items()
+                                      if task_id not in self._received_ids)  # not buffered ends
             self._finish(Status.TERMINATED, output=data.get("output"))
 
     def _start(self, event: HistoryEvent) -> None:
@@ -368,7 +375,13 @@ class Orchestration:
         self._status, self._output, self._failure = status, output, failure
         self._code_done = True
         if self._generator is not None:
-            self._generator.close()
+            # closing runs the code's finally blocks: whatever they raise, yield or schedule
+            # comes after the end and is dropped
+            scheduled = set(self.ctx._pending_actions)
+            with contextlib.suppress(Exception):  # e.g. RuntimeError for a yield in finally
+                self._generator.close()
+            for task_id in set(self.ctx._pending_actions) - scheduled:
+                del self.ctx._pending_actions[task_id]
         if status is Status.CONTINUED_AS_NEW and self._carry_events:
             self._carryover = [
                 h.event_raised(name, data, self.ctx._now) for name, data in self.ctx._event_buffer

@@ -32,7 +32,7 @@ class RetryPolicy:
                 or max_number_of_attempts < 1:
             raise ValueError("max_number_of_attempts must be an int >= 1, "
                              f"got {max_number_of_attempts!r}")
-        if backoff_coefficient < 1.0:
+        if not backoff_coefficient >= 1.0:  # also refuses NaN
             raise ValueError(f"backoff_coefficient must be >= 1.0, got {backoff_coefficient!r}")
         if max_retry_interval is not None and max_retry_interval < first_retry_interval:
             raise ValueError("max_retry_interval must not be shorter than first_retry_interval")
@@ -46,9 +46,14 @@ class RetryPolicy:
 
     def delay_after(self, failed_attempts: int) -> timedelta:
         """The wait before the next attempt once ``failed_attempts`` attempts have failed."""
-        seconds = self.first_retry_interval.total_seconds() * (
-            self.backoff_coefficient ** (failed_attempts - 1))
-        delay = timedelta(seconds=seconds)
+        try:
+            seconds = self.first_retry_interval.total_seconds() * (
+                self.backoff_coefficient ** (failed_attempts - 1))
+            delay = timedelta(seconds=seconds)
+        except OverflowError:  # longer than any timedelta: only the cap can answer
+            if self.max_retry_interval is None:
+                raise
+            return self.max_retry_interval
         if self.max_retry_interval is not None and delay > self.max_retry_interval:
             delay = self.max_retry_interval
         return delay
@@ -58,7 +63,10 @@ class RetryPolicy:
         """When to retry after ``failed_attempts`` failures, or None when the policy gives up."""
         if failed_attempts >= self.max_number_of_attempts:
             return None
-        fire_at = now + self.delay_after(failed_attempts)
+        try:
+            fire_at = now + self.delay_after(failed_attempts)
+        except OverflowError:  # a wait no datetime can hold: give up rather than crash
+            return None
         if self.retry_timeout is not None and fire_at > first_attempt_at + self.retry_timeout:
             return None
         return fire_at
