@@ -84,7 +84,7 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     run.__name__ = definition.fn.__name__
     run.__doc__ = definition.fn.__doc__
     run.__module__ = definition.fn.__module__
-    return durable.app.task(run, name=definition.name, bind=True, **options)
+    return durable.app.task(run, name=definition.name, bind=True, shared=False, **options)
 
 
 def _now() -> datetime:

@@ -84,8 +84,10 @@ class Durable:
 
     def _register_builtin_tasks(self) -> None:
         app, runner = self.app, self.runner
-        options = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
-                   "ignore_result": True}
+        # shared=False: Celery's default would hand these tasks, bound to this Durable, to every
+        # app created later in the process
+        options = {"bind": True, "shared": False, "acks_late": True,
+                   "reject_on_worker_lost": True, "ignore_result": True}
 
         @app.task(name=messages.EPISODE_TASK, **options)
         def episode(task: Any, instance_id: str, name: str = "") -> None:
@@ -101,7 +103,7 @@ class Durable:
             item = InboxItem(f"timer:{execution_id}:{task_id}", event, execution_id)
             runner.run(instance_id, [item], wait=True)
 
-        @app.task(name=messages.SWEEP_TASK, bind=True, ignore_result=True)
+        @app.task(name=messages.SWEEP_TASK, bind=True, shared=False, ignore_result=True)
         def sweep_task(task: Any) -> None:
             """Run one sweep (for deployments that prefer celery beat to the worker bootstep)."""
             sweep(self)

@@ -121,6 +121,8 @@ class EpisodeRunner:
         stale: list[InboxRow] = []
         for row in rows:
             (current if row.execution_id in (None, inst.execution_id) else stale).append(row)
+        # a new execution's start comes first, before events that were waiting in the inbox
+        current.sort(key=lambda row: row.event.kind != h.EXECUTION_STARTED)
         for row in stale:
             logger.info("instance %s: dropped %s addressed to an earlier execution",
                         inst.instance_id, row.event.describe())

@@ -99,4 +99,5 @@ class SweeperStep(bootsteps.StartStopStep):
     def stop(self, worker: Any) -> None:
         if self.thread is not None:
             self.thread.stop()
+            self.thread.join(timeout=10)
             self.thread = None

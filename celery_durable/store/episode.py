@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from celery_durable.engine.history import EXECUTION_STARTED, HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
@@ -31,7 +31,28 @@ from celery_durable.store.writes import chunks, create_instances, inbox_rows, in
 
 log = logging.getLogger(__name__)
 
+# The hot path's statements, built once (SQLAlchemy then reuses their compiled forms).
 _INBOX_COLUMNS = (inbox.c.id, inbox.c.dedup_key, inbox.c.execution_id, inbox.c.event)
+_READ_INSTANCE = select(instances).where(instances.c.instance_id == bindparam("iid"))
+_LOCK_INSTANCE = {skip: _READ_INSTANCE.with_for_update(skip_locked=skip) for skip in (True, False)}
+_READ_INBOX = (select(*_INBOX_COLUMNS).where(inbox.c.instance_id == bindparam("iid"))
+               .order_by(inbox.c.id))
+_RECHECK_INBOX = (select(*_INBOX_COLUMNS)
+                  .where(inbox.c.instance_id == bindparam("iid"), inbox.c.id > bindparam("after"))
+                  .order_by(inbox.c.id))
+_READ_HISTORY = (select(history.c.seq, history.c.kind, history.c.timestamp, history.c.task_id,
+                        history.c.name, history.c.data)
+                 .where(history.c.instance_id == bindparam("iid"),
+                        history.c.execution_id == bindparam("eid"))
+                 .order_by(history.c.seq))
+# RETURNING makes SQLAlchemy send many rows as one multi-row INSERT (one round trip with
+# psycopg, whose executemany would pipeline one statement per row).
+_INSERT_HISTORY = insert(history).returning(history.c.seq)
+_UPDATE_INSTANCE = update(instances).where(instances.c.instance_id == bindparam("b_iid"))
+_INSERT_OUTBOX_IDS = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
+# SQLite: ordered RETURNING would cost a statement per row; under the write lock one INSERT gives
+# its rows ascending rowids in VALUES order, so sorting the returned ids restores that order.
+_INSERT_OUTBOX_IDS_SQLITE = insert(outbox).returning(outbox.c.id)
 
 
 class Episode:
@@ -39,7 +60,10 @@ class Episode:
 
     ``inbox`` holds the stored inbox rows (ordered by id) followed by the ``extra`` items given to
     `Store.episode` (with id None: they are consumed directly, never inserted, if the episode
-    commits). Statements run in the episode's transaction, committed when its block exits.
+    commits; an extra item whose dedup key is already stored is left out). Statements run in the
+    episode's transaction, committed when its block exits. `commit` may be called again (e.g.
+    after `recheck_inbox` found more); ``instance`` always reflects what was written.
+    ``refused_children`` lists child ids a live instance already held.
     """
 
     def __init__(self, conn: Connection, dialect: str, instance: InstanceRecord,
@@ -61,22 +85,16 @@ class Episode:
 
     def load_history(self) -> list[HistoryEvent]:
         """The current execution's history, ordered by seq (one query)."""
-        query = (select(history.c.seq, history.c.kind, history.c.timestamp, history.c.task_id,
-                        history.c.name, history.c.data)
-                 .where(history.c.instance_id == self.instance.instance_id,
-                        history.c.execution_id == self.instance.execution_id)
-                 .order_by(history.c.seq))
-        return [history_event(row) for row in self._conn.execute(query).mappings()]
+        params = {"iid": self.instance.instance_id, "eid": self.instance.execution_id}
+        return [history_event(row) for row in self._conn.execute(_READ_HISTORY, params).mappings()]
 
     def recheck_inbox(self) -> list[InboxRow]:
         """Inbox rows that arrived since the episode read the inbox; they extend ``inbox``."""
         if self._dialect == "sqlite":  # the write lock held since BEGIN IMMEDIATE kept them out
             return []
-        query = (select(*_INBOX_COLUMNS)
-                 .where(inbox.c.instance_id == self.instance.instance_id,
-                        inbox.c.id > self._max_id)
-                 .order_by(inbox.c.id))
-        rows = [InboxRow.from_row(row) for row in self._conn.execute(query).mappings()]
+        params = {"iid": self.instance.instance_id, "after": self._max_id}
+        rows = [InboxRow.from_row(row)
+                for row in self._conn.execute(_RECHECK_INBOX, params).mappings()]
         if rows:
             self._max_id = max(row.id for row in rows if row.id is not None)
             self.inbox.extend(rows)
@@ -109,7 +127,7 @@ class Episode:
         first_seq = 0 if outcome.new_execution is not None else inst.history_len
         _check_seqs(iid, outcome.new_events, first_seq)
         if outcome.new_events:
-            conn.execute(insert(history), [history_row(iid, execution_id, event)
+            conn.execute(_INSERT_HISTORY, [history_row(iid, execution_id, event)
                                            for event in outcome.new_events])
         consumed = [i for i in outcome.consumed_inbox_ids if i is not None]
         for part in chunks(consumed):
@@ -124,8 +142,8 @@ class Episode:
         outbox_ids = self._insert_outbox(outcome.outbox, at)
         if outcome.children:
             created = create_instances(conn, self._dialect, outcome.children, at)
-            self.refused_children.extend(rec.instance_id for rec, _ in outcome.children
-                                         if rec.instance_id not in created)
+            self.refused_children.extend(rec.instance_id for (rec, _), ok
+                                         in zip(outcome.children, created, strict=True) if not ok)
         insert_inbox(conn, self._dialect, inbox_rows(outcome.notify, at))
         history_len = first_seq + len(outcome.new_events)
         completed_at = None if outcome.completed_at is None else to_db_time(outcome.completed_at)
@@ -136,7 +154,7 @@ class Episode:
                                      else dumps(outcome.custom_status)),
                       completed_at=completed_at, history_len=history_len,
                       updated_at=to_db_time(at))
-        conn.execute(update(instances).where(instances.c.instance_id == iid).values(values))
+        conn.execute(_UPDATE_INSTANCE, {"b_iid": iid, **values})
         self.instance = dataclasses.replace(
             inst, status=OrchestrationStatus(values["status"]), output=outcome.output,
             failure=outcome.failure_dict(),
@@ -155,11 +173,13 @@ class Episode:
         rows = [{"instance_id": self.instance.instance_id, "message": dumps(message),
                  "created_at": created} for message in messages]
         if len(rows) == 1:
-            key = self._conn.execute(insert(outbox).values(rows[0])).inserted_primary_key
+            key = self._conn.execute(insert(outbox), rows[0]).inserted_primary_key
             assert key is not None
             return [int(key[0])]
-        stmt = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
-        return [int(i) for i in self._conn.execute(stmt, rows).scalars()]
+        if self._dialect == "sqlite":
+            return sorted(int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS_SQLITE, rows)
+                          .scalars())
+        return [int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS, rows).scalars()]
 
 
 def _check_seqs(instance_id: str, events: list[HistoryEvent], first: int) -> None:
@@ -182,20 +202,18 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
     rolls the episode back, saves ``extra`` in a transaction of its own and propagates.
     """
     items = list(extra)
+    inbox_rows(((instance_id, item) for item in items), now())  # refuse bad ids/keys up front
     with engine.connect() as conn:
         tx = conn.begin()
         try:
-            query = select(instances).where(instances.c.instance_id == instance_id)
-            if dialect != "sqlite":
-                query = query.with_for_update(skip_locked=not wait)
-            row = conn.execute(query).mappings().first()
+            query = _READ_INSTANCE if dialect == "sqlite" else _LOCK_INSTANCE[not wait]
+            row = conn.execute(query, {"iid": instance_id}).mappings().first()
             if row is None:
                 _locked_elsewhere(conn, dialect, instance_id, items)
                 tx.commit()
             else:
                 stored = [InboxRow.from_row(r) for r in conn.execute(
-                    select(*_INBOX_COLUMNS).where(inbox.c.instance_id == instance_id)
-                    .order_by(inbox.c.id)).mappings()]
+                    _READ_INBOX, {"iid": instance_id}).mappings()]
                 episode = Episode(conn, dialect, InstanceRecord.from_row(row), stored, items)
         except BaseException:
             tx.rollback()

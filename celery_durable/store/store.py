@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Select
 
@@ -68,6 +68,7 @@ class Store:
         self._locks: dict[int, threading.Lock] = {}
         self._schema_ready: set[int] = set()
         self._counter = StatementCounter()
+        self._local = threading.local()  # .episodes: episodes open in this thread
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -121,6 +122,7 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        self._no_nested_write("a write to the store")
         with self._ready().begin() as conn:
             yield conn
 
@@ -145,8 +147,8 @@ class Store:
         timers are deleted), as durabletask reuses the ids of finished instances.
         """
         with self._write() as conn:
-            created = create_instances(conn, self.dialect, [(rec, start_events)], now())
-        return rec.instance_id in created
+            (created,) = create_instances(conn, self.dialect, [(rec, start_events)], now())
+        return created
 
     def append_inbox(self, instance_id: str, items: Sequence[InboxItem]) -> int:
         """Add ``items`` to the instance's inbox, skipping known dedup keys; return how many
@@ -166,7 +168,25 @@ class Store:
         inbox: leave a wake-up behind); with ``wait`` the lock is waited for instead. Raises
         `OrchestrationNotFoundError` for an unknown instance. See `Episode` and `run_episode`.
         """
-        return run_episode(self._ready(), self.dialect, instance_id, extra, wait)
+        self._no_nested_write("an episode")
+        return self._track(run_episode(self._ready(), self.dialect, instance_id, extra, wait))
+
+    @contextmanager
+    def _track(self, episode: AbstractContextManager[Episode | None]) -> Iterator[Episode | None]:
+        self._local.episodes = getattr(self._local, "episodes", 0) + 1
+        try:
+            with episode as ep:
+                yield ep
+        finally:
+            self._local.episodes -= 1
+
+    def _no_nested_write(self, what: str) -> None:
+        open_episodes: int = getattr(self._local, "episodes", 0)
+        if self.dialect == "sqlite" and open_episodes:
+            raise OrchestrationStateError(
+                f"{what} cannot run inside an episode on SQLite: the episode holds the database's "
+                "write lock, so this would wait for itself; do it after the episode's block "
+                "(reads are fine)")
 
     def get_instance(self, instance_id: str) -> InstanceRecord | None:
         """The instance's record, or None."""
@@ -177,14 +197,15 @@ class Store:
 
     def get_history(self, instance_id: str) -> list[HistoryEvent]:
         """The current execution's history in order; raises `OrchestrationNotFoundError`."""
+        current = and_(instances.c.instance_id == history.c.instance_id,
+                       instances.c.execution_id == history.c.execution_id)
+        query = (select(history).join(instances, current)
+                 .where(history.c.instance_id == instance_id).order_by(history.c.seq))
         with self._read() as conn:
-            execution_id = conn.execute(select(instances.c.execution_id).where(
-                instances.c.instance_id == instance_id)).scalar()
-            if execution_id is None:
+            rows = conn.execute(query).mappings().all()
+            if not rows and conn.execute(select(instances.c.instance_id).where(
+                    instances.c.instance_id == instance_id)).first() is None:
                 raise _not_found(instance_id)
-            rows = conn.execute(select(history).where(
-                history.c.instance_id == instance_id, history.c.execution_id == execution_id,
-            ).order_by(history.c.seq)).mappings().all()
         return [history_event(row) for row in rows]
 
     def query_instances(self, *, statuses: Sequence[str] | None = None, name: str | None = None,
@@ -217,6 +238,13 @@ class Store:
         query = select(instances.c.status, func.count()).group_by(instances.c.status)
         with self._read() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
+
+    def inbox_size(self, instance_id: str) -> int:
+        """How many events wait in the instance's inbox (0 for an unknown id)."""
+        with self._read() as conn:
+            count = conn.execute(select(func.count()).select_from(inbox)
+                                 .where(inbox.c.instance_id == instance_id)).scalar_one()
+        return int(count)
 
     def instances_with_inbox(self, older_than: datetime, limit: int = 100) -> list[str]:
         """Ids of existing instances with inbox rows created before ``older_than``, the longest

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
@@ -16,7 +17,7 @@ from sqlalchemy.sql.dml import Insert
 from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.store.records import InboxItem, NewInstance, to_db_time
-from celery_durable.store.schema import history, inbox, instances, timers
+from celery_durable.store.schema import history, inbox, instances, metadata, timers
 
 T = TypeVar("T")
 
@@ -30,24 +31,28 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start:start + size]
 
 
-def insert_ignore(dialect: str, table: Table) -> Insert:
-    """An INSERT that skips rows violating a unique constraint, in ``dialect``'s words."""
+@cache
+def insert_ignore(dialect: str, table_name: str, returning: str | None = None) -> Insert:
+    """An INSERT into ``table_name`` that skips rows violating a unique constraint, in
+    ``dialect``'s words, returning column ``returning`` of the new rows (not on MySQL)."""
+    table = metadata.tables[table_name]
     if dialect == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite_insert(table).on_conflict_do_nothing()
-    return insert(table).prefix_with("IGNORE")
+        stmt: Insert = pg_insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
+    else:
+        stmt = insert(table).prefix_with("IGNORE")
+    return stmt if returning is None else stmt.returning(table.c[returning])
 
 
 def insert_inbox(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -> int:
     """Insert inbox rows, skipping duplicate (instance_id, dedup_key); return how many were new."""
     if not rows:
         return 0
-    stmt = insert_ignore(dialect, inbox)
     if dialect == "mysql":  # a multi-row INSERT IGNORE counts the rows it inserted
-        return conn.execute(stmt, rows).rowcount
+        return conn.execute(insert_ignore(dialect, inbox.name), rows).rowcount
     # psycopg's executemany has no total rowcount: count the ids the new rows returned
-    return len(conn.execute(stmt.returning(inbox.c.id), rows).all())
+    return len(conn.execute(insert_ignore(dialect, inbox.name, "id"), rows).all())
 
 
 def inbox_rows(targets: Iterable[tuple[str, InboxItem]], at: datetime) -> list[dict[str, Any]]:
@@ -64,14 +69,17 @@ def start_items(rec: NewInstance, events: list[HistoryEvent]) -> list[InboxItem]
 
 def create_instances(conn: Connection, dialect: str,
                      items: list[tuple[NewInstance, list[HistoryEvent]]],
-                     at: datetime) -> set[str]:
-    """Create instances PENDING with their start events in their inbox; return the ids created.
+                     at: datetime) -> list[bool]:
+    """Create instances PENDING with their start events in their inbox; return, for each item,
+    whether it was created.
 
     An id held by a live (non-terminal) instance is refused; one held by a finished instance is
     replaced (its history, inbox and timers are deleted). Later duplicates of an id are refused.
     """
     wanted: dict[str, tuple[NewInstance, list[HistoryEvent]]] = {}
+    firsts: list[bool] = []
     for rec, events in items:
+        firsts.append(rec.instance_id not in wanted)
         wanted.setdefault(rec.instance_id, (rec, events))
     rows = {iid: rec.to_row() for iid, (rec, _) in wanted.items()}
     ids = list(wanted)
@@ -87,24 +95,24 @@ def create_instances(conn: Connection, dialect: str,
                 if iid in existing and OrchestrationStatus(existing[iid]).is_terminal]
     created = set(finished)
     if fresh:  # (another transaction may create some of these ids meanwhile: skip those)
-        stmt = insert_ignore(dialect, instances)
         values = [rows[iid] for iid in fresh]
         if dialect != "mysql":
-            created.update(conn.execute(stmt.returning(instances.c.instance_id), values).scalars())
-        elif conn.execute(stmt, values).rowcount == len(fresh):
+            stmt = insert_ignore(dialect, instances.name, "instance_id")
+            created.update(conn.execute(stmt, values).scalars())
+        elif conn.execute(insert_ignore(dialect, instances.name), values).rowcount == len(fresh):
             created.update(fresh)
         else:
             created.update(_ours(conn, fresh, {iid: rows[iid]["execution_id"] for iid in fresh}))
     if finished:
         delete_instance_rows(conn, finished, (history, inbox, timers))
         for iid in finished:
-            values = dict(rows[iid])
-            del values["instance_id"]
-            conn.execute(update(instances).where(instances.c.instance_id == iid).values(values))
+            row = {k: v for k, v in rows[iid].items() if k != "instance_id"}
+            conn.execute(update(instances).where(instances.c.instance_id == iid).values(row))
     starts = [(iid, item) for iid in ids if iid in created
               for item in start_items(*wanted[iid])]
     insert_inbox(conn, dialect, inbox_rows(starts, at))
-    return created
+    return [first and rec.instance_id in created
+            for first, (rec, _) in zip(firsts, items, strict=True)]
 
 
 def _ours(conn: Connection, ids: list[str], execution_ids: dict[str, str]) -> set[str]:

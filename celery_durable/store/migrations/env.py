@@ -1,7 +1,7 @@
 """Alembic environment of the store's schema.
 
 `Store.create_schema` runs it on the store's own connection (``config.attributes["connection"]``).
-It also works from the ``alembic`` command line with ``sqlalchemy.url`` set, and offline
+It also works from the ``alembic`` command line (``sqlalchemy.url`` set in its ini file), and offline
 (``alembic upgrade head --sql``) to print the DDL for a DBA.
 """
 
