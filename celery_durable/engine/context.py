@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from celery_durable.engine import history as h
 from celery_durable.engine.actions import (
     CreateTimer,
     ScheduleActivity,
@@ -25,6 +26,13 @@ from celery_durable.engine.retry import RetryPolicy
 from celery_durable.engine.tasks import CompletableTask, Task, WhenAllTask, WhenAnyTask
 from celery_durable.payload import from_json, to_json
 
+#: which history events may complete the task an action scheduled
+COMPLETIONS_OF: dict[type, frozenset[str]] = {
+    ScheduleActivity: frozenset({h.TASK_COMPLETED, h.TASK_FAILED}),
+    CreateTimer: frozenset({h.TIMER_FIRED}),
+    ScheduleSubOrchestration: frozenset({h.SUB_ORCHESTRATION_COMPLETED,
+                                         h.SUB_ORCHESTRATION_FAILED}),
+}
 _UUID_NAMESPACE = uuid.UUID("9b2f5c1e-3c4d-4e8a-9a53-5c1b7e0d2a61")
 _logger = logging.getLogger("celery_durable.orchestrator")
 
@@ -92,6 +100,8 @@ class OrchestrationContext:
         self._open_tasks: dict[int, CompletableTask[Any]] = {}
         # retry timer task id -> the retryable task it will re-attempt
         self._retry_timers: dict[int, RetryableTask] = {}
+        # open task id -> the event kinds that may complete it
+        self._completion_kinds: dict[int, frozenset[str]] = {}
         # running sub-orchestrations: task id -> child instance id
         self._children: dict[int, str] = {}
         # external events: lower-cased name -> waiting tasks / received-but-unclaimed events
@@ -140,6 +150,7 @@ class OrchestrationContext:
         task_id = action.task_id
         self._pending_actions[task_id] = action
         self._open_tasks[task_id] = task
+        self._completion_kinds[task_id] = COMPLETIONS_OF[type(action)]
         if isinstance(action, ScheduleSubOrchestration):
             self._children[task_id] = action.instance_id
 
@@ -203,6 +214,7 @@ class OrchestrationContext:
         task_id = self._next_id()
         self._pending_actions[task_id] = CreateTimer(task_id, fire_at)
         self._retry_timers[task_id] = retryable
+        self._completion_kinds[task_id] = COMPLETIONS_OF[CreateTimer]
 
     def _schedule_next_attempt(self, retryable: RetryableTask) -> None:
         retryable.attempt += 1

@@ -230,10 +230,13 @@ class Orchestration:
             task_id = event.task_id
             if task_id in self._received_ids:
                 return f"duplicate: task {task_id} has already completed"
-            known = self.ctx._retry_timers if kind == h.TIMER_FIRED else {}
-            if task_id not in self.ctx._open_tasks and task_id not in known:
+            expected = self.ctx._completion_kinds.get(task_id) if task_id is not None else None
+            if expected is None:
                 return (f"unknown task id {task_id}: this execution never scheduled it "
                         f"(a stale message from an earlier execution?)")
+            if kind not in expected:
+                return (f"task {task_id} cannot be completed by {kind}; it expects "
+                        f"{' or '.join(sorted(expected))}")
         return None
 
     def _apply(self, event: HistoryEvent, result: EpisodeResult | None = None) -> None:
@@ -292,6 +295,7 @@ class Orchestration:
         ctx = self.ctx
         task_id = event.task_id
         assert task_id is not None
+        ctx._completion_kinds.pop(task_id, None)
         retry_of = ctx._retry_timers.pop(task_id, None)
         if retry_of is not None:
             ctx._schedule_next_attempt(retry_of)

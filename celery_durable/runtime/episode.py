@@ -222,7 +222,7 @@ class EpisodeRunner:
             child = NewInstance(instance_id=action.instance_id, name=action.name,
                                 version=action.version, input=action.input,
                                 parent_instance_id=iid, parent_task_id=action.task_id,
-                                created_at=now)
+                                parent_execution_id=execution_id, created_at=now)
             start = h.execution_started(action.name, action.input, now, version=action.version,
                                         parent_instance_id=iid, parent_task_id=action.task_id)
             commit.children.append((child, [start]))
@@ -254,7 +254,8 @@ class EpisodeRunner:
                 failure = FailureDetails(f"sub-orchestration {inst.instance_id!r} was "
                                          f"{status.value.lower()}", "OrchestrationTerminated")
             event = h.sub_orchestration_failed(task_id, failure, now)
-        commit.notify.append((parent, InboxItem(f"child:{inst.instance_id}:{task_id}", event)))
+        item = InboxItem(f"child:{inst.instance_id}:{task_id}", event, inst.parent_execution_id)
+        commit.notify.append((parent, item))
         record = self.durable.store.get_instance(parent)
         commit.outbox.append(self._episode_message(parent, record.name if record else ""))
 

@@ -168,6 +168,11 @@ class Transport(kombu_filesystem.Transport):
     messages as unroutable. Here each control folder gets its own state.
     """
 
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        # no host: kombu would otherwise warn "No hostname was supplied" for every connection
+        return {"port": self.default_port}
+
     Channel = Channel
     _states: ClassVar[dict[str, virtual.BrokerState]] = {}
 

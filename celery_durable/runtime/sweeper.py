@@ -75,7 +75,10 @@ class SweeperThread(threading.Thread):
                                  self.durable.settings.sweep_interval)
 
     def stop(self) -> None:
+        """Stop after the current sweep (if one is running) and wait for it."""
         self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=10)
 
 
 class SweeperStep(bootsteps.StartStopStep):
@@ -83,21 +86,10 @@ class SweeperStep(bootsteps.StartStopStep):
 
     requires = {"celery.worker.components:Pool"}
 
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        self.thread: SweeperThread | None = None
-
-    def start(self, worker: Any) -> None:
+    def create(self, worker: Any) -> SweeperThread | None:
         from celery_durable.runtime.durable import durable_of
 
         durable = durable_of(worker.app)
         if durable is None or not durable.settings.sweeper_enabled:
-            return
-        self.thread = SweeperThread(durable)
-        self.thread.start()
-
-    def stop(self, worker: Any) -> None:
-        if self.thread is not None:
-            self.thread.stop()
-            self.thread.join(timeout=10)
-            self.thread = None
+            return None
+        return SweeperThread(durable)

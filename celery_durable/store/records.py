@@ -66,6 +66,7 @@ class NewInstance:
     input: Any = None
     parent_instance_id: str | None = None
     parent_task_id: int | None = None
+    parent_execution_id: str | None = None
     tags: dict[str, str] | None = None
     execution_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     start_at: datetime | None = None
@@ -80,7 +81,8 @@ class NewInstance:
             "status": OrchestrationStatus.PENDING.value, "input": _opt_dumps(self.input),
             "output": None, "failure": None, "custom_status": None,
             "parent_instance_id": self.parent_instance_id,
-            "parent_task_id": self.parent_task_id, "execution_id": self.execution_id,
+            "parent_task_id": self.parent_task_id,
+            "parent_execution_id": self.parent_execution_id, "execution_id": self.execution_id,
             "generation": 0, "history_len": 0, "tags": _opt_dumps(self.tags),
             "created_at": created, "updated_at": created, "completed_at": None,
             "start_at": None if self.start_at is None else to_db_time(self.start_at),
@@ -101,6 +103,7 @@ class InstanceRecord:
     custom_status: Any
     parent_instance_id: str | None
     parent_task_id: int | None
+    parent_execution_id: str | None
     execution_id: str
     generation: int
     history_len: int
@@ -122,6 +125,7 @@ class InstanceRecord:
             output=_opt_json(m["output"]), failure=_opt_json(m["failure"]),
             custom_status=_opt_json(m["custom_status"]),
             parent_instance_id=m["parent_instance_id"], parent_task_id=m["parent_task_id"],
+            parent_execution_id=m["parent_execution_id"],
             execution_id=m["execution_id"], generation=m["generation"],
             history_len=m["history_len"], tags=_opt_json(m["tags"]),
             created_at=from_db_time(m["created_at"]), updated_at=from_db_time(m["updated_at"]),

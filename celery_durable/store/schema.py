@@ -65,6 +65,7 @@ instances = Table(
     Column("custom_status", json_text(), nullable=True),
     Column("parent_instance_id", String(256), nullable=True),
     Column("parent_task_id", Integer, nullable=True),
+    Column("parent_execution_id", String(32), nullable=True),
     Column("execution_id", String(32), nullable=False),
     Column("generation", Integer, nullable=False, default=0, server_default=text("0")),
     Column("history_len", Integer, nullable=False, default=0, server_default=text("0")),

@@ -128,8 +128,6 @@ def test_late_completion_of_a_when_any_loser_is_accepted_once() -> None:
     d.check_prefixes()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug left: the completion kind is not checked "
-                   "against what the task id scheduled")
 def test_completion_of_the_wrong_kind_is_discarded() -> None:
     def orch(ctx: OrchestrationContext, _: Any) -> Any:
         return (yield ctx.create_timer(timedelta(minutes=1)))

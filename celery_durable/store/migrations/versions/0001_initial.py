@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("custom_status", _json(), nullable=True),
         sa.Column("parent_instance_id", sa.String(256), nullable=True),
         sa.Column("parent_task_id", sa.Integer, nullable=True),
+        sa.Column("parent_execution_id", sa.String(32), nullable=True),
         sa.Column("execution_id", sa.String(32), nullable=False),
         sa.Column("generation", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("history_len", sa.Integer, nullable=False, server_default=sa.text("0")),
