@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery_durable.engine import history as h
 from celery_durable.engine.failure import FailureDetails
+from celery_durable.errors import DurableError
 from celery_durable.payload import from_json, input_annotation, to_json
 from celery_durable.registry import ActivityDef
 from celery_durable.runtime.episode import completion_item
@@ -28,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 #: Celery task options every activity gets unless its decorator says otherwise.
 ACTIVITY_DEFAULTS: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
+
+
+class ActivityFailed(DurableError):
+    """What Celery sees when an orchestrated activity raised: its failure is already recorded
+    for the orchestration, which decides what happens next (retry policy, except clause), so
+    Celery logs it as an expected outcome rather than with a traceback."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     """Register ``definition`` as a Celery task on ``durable.app`` and return the task."""
     annotation = input_annotation(definition.fn)
     options = {**ACTIVITY_DEFAULTS, **definition.options}
+    options["throws"] = (*options.get("throws", ()), ActivityFailed)
 
     def run(task: Any, input: Any = None) -> Any:
         header = durable_header(task.request)
@@ -68,7 +76,8 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
             failure = FailureDetails.from_exception(exc)
             event = h.task_failed(int(task_id), failure, _now())
             _record(task, instance_id, completion_item(execution_id, event), orchestrator)
-            raise
+            raise ActivityFailed(f"{failure} (recorded for orchestration {instance_id!r}, "
+                                 f"task {task_id}, attempt {attempt})") from exc
         event = h.task_completed(int(task_id), result, _now())
         _record(task, instance_id, completion_item(execution_id, event), orchestrator)
         return result
