@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery_durable.engine import history as h
 from celery_durable.engine.failure import FailureDetails
-from celery_durable.errors import DurableError
+from celery_durable.errors import DurableError, OrchestrationNotFoundError
 from celery_durable.payload import from_json, input_annotation, to_json
 from celery_durable.registry import ActivityDef
 from celery_durable.runtime.episode import completion_item
@@ -85,6 +85,9 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     def _record(task: Any, instance_id: str, item: Any, orchestrator: str) -> None:
         try:
             durable.record(instance_id, item, orchestrator)
+        except OrchestrationNotFoundError:
+            logger.info("orchestration %s no longer exists (purged): dropped %s of task %s",
+                        instance_id, item.event.kind, item.event.task_id)
         except Exception as exc:  # the store is unreachable: run again rather than lose it
             logger.warning("recording %s of %s failed (%s); the task will be retried",
                            item.event.kind, instance_id, exc)

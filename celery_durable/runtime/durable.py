@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
+from sqlalchemy.exc import DBAPIError
 
 from celery_durable.engine import history as h
+from celery_durable.errors import OrchestrationNotFoundError
 from celery_durable.registry import (
     GLOBAL,
     ActivityDef,
@@ -92,7 +95,8 @@ class Durable:
         @app.task(name=messages.EPISODE_TASK, **options)
         def episode(task: Any, instance_id: str, name: str = "") -> None:
             """Run an episode of an orchestration instance (woken by a message)."""
-            runner.run(instance_id, wait=True)
+            with _store_outage_retried(task, instance_id):
+                runner.run(instance_id, wait=True)
 
         @app.task(name=messages.TIMER_TASK, **options)
         def timer(task: Any, instance_id: str, execution_id: str, task_id: int,
@@ -101,7 +105,8 @@ class Durable:
             when = h.utc(datetime.fromisoformat(fire_at))
             event = h.timer_fired(int(task_id), when, datetime.now(timezone.utc))
             item = InboxItem(f"timer:{execution_id}:{task_id}", event, execution_id)
-            runner.run(instance_id, [item], wait=True)
+            with _store_outage_retried(task, instance_id):
+                runner.run(instance_id, [item], wait=True)
 
         @app.task(name=messages.SWEEP_TASK, bind=True, shared=False, ignore_result=True)
         def sweep_task(task: Any) -> None:
@@ -143,6 +148,20 @@ class Durable:
         definition = self.registry.orchestrators.get(orchestrator)
         queue = (definition.queue if definition else None) or self.settings.episode_queue
         return messages.episode_message(instance_id, orchestrator, queue)
+
+
+@contextlib.contextmanager
+def _store_outage_retried(task: Any, instance_id: str) -> Iterator[None]:
+    """Retry the task while the database is unreachable; drop it for a purged instance."""
+    try:
+        yield
+    except OrchestrationNotFoundError:
+        logger.info("%s: orchestration %s no longer exists (purged)", task.name, instance_id)
+    except DBAPIError as exc:
+        delay = min(2.0 ** task.request.retries, 30.0)
+        logger.warning("%s for %s: database error (%s); retrying in %.0fs", task.name,
+                       instance_id, exc.orig, delay)
+        raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
 
 
 class _WeakAdd:
