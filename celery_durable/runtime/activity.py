@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from celery import Task
+
 from celery_durable.engine import history as h
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.errors import DurableError, OrchestrationNotFoundError
@@ -48,6 +50,24 @@ class ActivityContext:
     celery_task_id: str | None = None
 
 
+class ActivityTask(Task):
+    """Celery task class of activities: sends to the activity's ``queue`` when called directly.
+
+    (Celery deprecates the ``queue`` task attribute in favour of routes; the queue is kept on
+    ``durable_queue`` and applied here, and orchestrations route their messages explicitly.)
+    """
+
+    durable_queue: str | None = None
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, task_id: Any = None,
+                    producer: Any = None, link: Any = None, link_error: Any = None,
+                    shadow: Any = None, **options: Any) -> Any:
+        if self.durable_queue and "queue" not in options:
+            options["queue"] = self.durable_queue
+        return super().apply_async(args, kwargs, task_id, producer, link, link_error, shadow,
+                                   **options)
+
+
 def durable_header(request: Any) -> list[Any] | None:
     """The ``[instance_id, execution_id, task_id, attempt]`` header of an orchestrated run."""
     value = getattr(request, DURABLE_HEADER, None)
@@ -60,6 +80,7 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     """Register ``definition`` as a Celery task on ``durable.app`` and return the task."""
     annotation = input_annotation(definition.fn)
     options = {**ACTIVITY_DEFAULTS, **definition.options}
+    options["durable_queue"] = options.pop("queue", None)
     options["throws"] = (*options.get("throws", ()), ActivityFailed)
 
     def run(task: Any, input: Any = None) -> Any:
@@ -96,7 +117,8 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     run.__name__ = definition.fn.__name__
     run.__doc__ = definition.fn.__doc__
     run.__module__ = definition.fn.__module__
-    return durable.app.task(run, name=definition.name, bind=True, shared=False, **options)
+    return durable.app.task(run, name=definition.name, bind=True, shared=False,
+                            base=ActivityTask, **options)
 
 
 def _now() -> datetime:

@@ -94,5 +94,6 @@ def harness(request: pytest.FixtureRequest,
         app.set_current()
         worker = stack.enter_context(start_worker(
             app, pool="threads", concurrency=4, perform_ping_check=False,
-            loglevel="WARNING", shutdown_timeout=30))
+            loglevel="WARNING", shutdown_timeout=30,
+            queues=[app.conf.task_default_queue, workflows.PAYMENTS_QUEUE]))
         yield Harness(backend, app, durable, worker)

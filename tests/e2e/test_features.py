@@ -261,3 +261,36 @@ def _wait_status(h: Harness, iid: str, status: OrchestrationStatus) -> None:
 def _wait_drained(h: Harness, iid: str) -> None:
     """Until the instance's inbox is empty (every event sent so far has been recorded)."""
     _wait_until(lambda: not h.durable.store.inbox_size(iid))
+
+
+def test_activity_options_and_queue_routing(harness: Harness) -> None:
+    task = harness.app.tasks["e2e.pay"]
+    assert (task.durable_queue, task.rate_limit, task.time_limit) == \
+        (wf.PAYMENTS_QUEUE, "100/s", 30)
+    state = harness.run(wf.checkout, 7)
+    assert state.output == {"paid": 7, "attempt": 1, "instance": state.instance_id}
+
+
+def test_scheduled_start(harness: Harness) -> None:
+    from datetime import datetime, timezone
+
+    client = harness.client
+    start_at = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    iid = client.schedule_new_orchestration(wf.sequence, input=2, start_at=start_at)
+    assert client.get_orchestration_state(iid).runtime_status is OrchestrationStatus.PENDING
+    state = client.wait_for_orchestration_completion(iid, timeout=30)
+    assert state.output == 1
+    started = client.get_orchestration_history(iid)[0]
+    assert started.kind == "ExecutionStarted" and started.timestamp >= start_at
+
+
+def test_settings_come_from_app_conf(harness: Harness) -> None:
+    settings = harness.durable.settings
+    assert settings.timer_horizon == timedelta(seconds=2)
+    assert settings.sweep_interval == 0.5
+
+
+def test_sweep_runs_as_a_task(harness: Harness) -> None:
+    from celery_durable.runtime.messages import SWEEP_TASK
+
+    harness.app.tasks[SWEEP_TASK].apply().get()

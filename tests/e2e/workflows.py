@@ -7,6 +7,20 @@ from datetime import timedelta
 from celery_durable import RetryPolicy, TaskFailedError, activity, orchestrator, when_all, when_any
 
 
+#: a queue of its own for one activity (the embedded worker consumes it too)
+PAYMENTS_QUEUE = "durable-e2e-payments"
+
+
+@activity(name="e2e.pay", queue=PAYMENTS_QUEUE, rate_limit="100/s", time_limit=30)
+def pay(ctx, amount):
+    return {"paid": amount, "attempt": ctx.attempt, "instance": ctx.orchestration_id}
+
+
+@orchestrator(name="e2e.checkout")
+def checkout(ctx, amount):
+    return (yield ctx.call_activity(pay, input=amount))
+
+
 @activity(name="e2e.add")
 def add(ctx, pair):
     return pair[0] + pair[1]
