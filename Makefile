@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest chaos bench docs clean
+.PHONY: venv demo test lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(PY) -m example_project.demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check celery_durable tests example_project bench
+	$(VENV)/bin/ruff check celery_durable tests example_project
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

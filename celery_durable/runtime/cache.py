@@ -23,10 +23,13 @@ class StateCache:
         self.misses = 0
 
     def take(self, instance_id: str, execution_id: str, history_len: int) -> Orchestration | None:
+        """The cached state of the instance's current execution, if it is not ahead of the
+        store; it may be behind (another process ran the latest episodes): the caller then
+        replays only the events it has not seen."""
         with self._lock:
             entry = self._entries.pop(instance_id, None)
             if entry is not None and entry[0] == execution_id and \
-                    entry[1].history_length == history_len:
+                    entry[1].history_length <= history_len:
                 self.hits += 1
                 return entry[1]
             self.misses += 1

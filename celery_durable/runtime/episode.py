@@ -136,7 +136,8 @@ class EpisodeRunner:
         if state is None:
             state = Orchestration(definition.fn, inst.instance_id,
                                   default_version=self.durable.default_version)
-            history = ep.load_history()
+        if state.history_length < inst.history_len:  # cold, or warm but behind the store
+            history = ep.load_history(state.history_length)
             self.events_processed += len(history)
             state.replay(history)
         self.events_processed += len(current)

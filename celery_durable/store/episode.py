@@ -43,7 +43,8 @@ _RECHECK_INBOX = (select(*_INBOX_COLUMNS)
 _READ_HISTORY = (select(history.c.seq, history.c.kind, history.c.timestamp, history.c.task_id,
                         history.c.name, history.c.data)
                  .where(history.c.instance_id == bindparam("iid"),
-                        history.c.execution_id == bindparam("eid"))
+                        history.c.execution_id == bindparam("eid"),
+                        history.c.seq >= bindparam("from_seq"))
                  .order_by(history.c.seq))
 # RETURNING makes SQLAlchemy send many rows as one multi-row INSERT (one round trip with
 # psycopg, whose executemany would pipeline one statement per row).
@@ -83,9 +84,10 @@ class Episode:
         self.committed = False
         self.failed = False
 
-    def load_history(self) -> list[HistoryEvent]:
-        """The current execution's history, ordered by seq (one query)."""
-        params = {"iid": self.instance.instance_id, "eid": self.instance.execution_id}
+    def load_history(self, from_seq: int = 0) -> list[HistoryEvent]:
+        """The current execution's history from ``from_seq`` on, ordered by seq (one query)."""
+        params = {"iid": self.instance.instance_id, "eid": self.instance.execution_id,
+                  "from_seq": from_seq}
         return [history_event(row) for row in self._conn.execute(_READ_HISTORY, params).mappings()]
 
     def recheck_inbox(self) -> list[InboxRow]:
