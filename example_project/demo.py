@@ -22,10 +22,11 @@ def main() -> int:
         (HERE / "control").mkdir(parents=True, exist_ok=True)
     print(f"broker: {BROKER_URL}   store: {STORE_URL}")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "example_project.app", "worker",
+        [sys.executable, "-m", "celery", "-A", "example_project.app", "--quiet", "worker",
          "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
          "--without-heartbeat"],
-        env={**os.environ, "EXAMPLE_DATA_DIR": str(HERE)})
+        env={**os.environ, "EXAMPLE_DATA_DIR": str(HERE),
+             "PYTHONWARNINGS": "ignore::celery.exceptions.SecurityWarning"})
     try:
         return run_order()
     finally:
