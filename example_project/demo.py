@@ -26,7 +26,7 @@ def main() -> int:
          "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
          "--without-heartbeat"],
         env={**os.environ, "EXAMPLE_DATA_DIR": str(HERE),
-             "PYTHONWARNINGS": "ignore:You.re running the worker with superuser privileges"})
+             "PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges"})
     try:
         return run_order()
     finally:
