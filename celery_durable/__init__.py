@@ -21,6 +21,7 @@ from celery_durable.errors import (
     PayloadError,
     TaskFailedError,
     UnknownNameError,
+    VersionMismatchError,
 )
 from celery_durable.registry import activity, orchestrator
 from celery_durable.runtime.activity import ActivityContext
@@ -40,6 +41,6 @@ __all__ = [
     "OrchestrationFailedError", "OrchestrationNotFoundError", "OrchestrationState",
     "OrchestrationStateError", "OrchestrationStatus", "Page", "PayloadError", "RetryPolicy",
     "Task", "TaskFailedError", "UnknownNameError", "VersionFailureStrategy",
-    "VersionMatchStrategy", "VersioningOptions", "activity", "orchestrator", "when_all",
+    "VersionMatchStrategy", "VersionMismatchError", "VersioningOptions", "activity", "orchestrator", "when_all",
     "when_any",
 ]

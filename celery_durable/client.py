@@ -70,7 +70,7 @@ class DurableClient:
                                    tags: dict[str, str] | None = None) -> str:
         """Create an instance and start it (at ``start_at``, if given); returns its id."""
         name = name_of(orchestrator, "orchestrator")
-        definition = self.durable.registry.orchestrator(name)
+        self.durable.registry.orchestrator(name)  # UnknownNameError before anything is stored
         instance_id = check_instance_id(instance_id or uuid.uuid4().hex)
         data = _payload(input, f"input of orchestration {name!r}")
         if tags is not None and not (isinstance(tags, dict) and all(
@@ -78,7 +78,7 @@ class DurableClient:
             raise TypeError(f"tags must be a dict of str to str, got {tags!r}")
         if start_at is not None and not isinstance(start_at, datetime):
             raise TypeError(f"start_at must be a datetime, got {start_at!r}")
-        version = version or definition.version or self.durable.default_version
+        version = version or self.durable.version_for(name)
         now = _now()
         start = h.execution_started(name, data, now, version=version)
         record = NewInstance(instance_id=instance_id, name=name, version=version, input=data,

@@ -50,3 +50,8 @@ class InvalidInstanceIdError(DurableError, ValueError):
 
 class OrchestrationStateError(DurableError):
     """The requested operation does not apply to the instance in its current state."""
+
+
+class VersionMismatchError(DurableError):
+    """A worker whose ``VersioningOptions`` do not accept an instance's version failed it
+    (``VersionFailureStrategy.FAIL``); the instance's ``failure_details.error_type`` names it."""

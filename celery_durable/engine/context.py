@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,6 +25,7 @@ from celery_durable.engine.history import utc
 from celery_durable.engine.retry import RetryPolicy
 from celery_durable.engine.tasks import CompletableTask, Task, WhenAllTask, WhenAnyTask
 from celery_durable.payload import from_json, to_json
+from celery_durable.versioning import Version, compare_versions
 
 #: which history events may complete the task an action scheduled
 COMPLETIONS_OF: dict[type, frozenset[str]] = {
@@ -82,9 +83,12 @@ class ReplaySafeLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-i
 class OrchestrationContext:
     """The orchestrator's handle on its instance: schedule work, read deterministic time."""
 
-    def __init__(self, instance_id: str, *, default_version: str | None = None) -> None:
+    def __init__(self, instance_id: str, *, default_version: str | None = None,
+                 version_of: Callable[[str], str | None] | None = None) -> None:
         self._instance_id = instance_id
         self._default_version = default_version
+        #: the version a sub-orchestration gets when the call names none (by orchestrator name)
+        self._version_of = version_of
         self._name: str | None = None
         self._version: str | None = None
         self._parent_instance_id: str | None = None
@@ -124,8 +128,15 @@ class OrchestrationContext:
         return self._parent_instance_id
 
     @property
-    def version(self) -> str | None:
-        return self._version
+    def version(self) -> Version | None:
+        """The version this execution was scheduled with (None: unversioned). A ``str`` that
+        orders as dotted numbers: ``ctx.version > "1.9"`` is true for ``"1.10"``."""
+        return None if self._version is None else Version(self._version)
+
+    def version_at_least(self, minimum: str) -> bool:
+        """Whether this execution's version is ``minimum`` or newer (False when unversioned):
+        ``if ctx.version_at_least("2"): <the new code path>``."""
+        return compare_versions(self._version, minimum) >= 0
 
     @property
     def current_utc_datetime(self) -> datetime:
@@ -172,7 +183,12 @@ class OrchestrationContext:
         """Start a child orchestration; the task completes with its output."""
         name = name_of(orchestrator, "orchestrator")
         payload = to_json(input, f"input of sub-orchestration {name!r}")
-        child_version = version if version is not None else self._default_version
+        if version is not None:
+            child_version: str | None = version
+        elif self._version_of is not None:
+            child_version = self._version_of(name)
+        else:
+            child_version = self._default_version
 
         def make(task_id: int, attempt: int) -> Scheduling:
             child_id = instance_id or self._child_instance_id(task_id)

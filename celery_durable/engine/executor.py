@@ -90,8 +90,10 @@ class Orchestration:
     """One instance's orchestrator state, advanced event by event."""
 
     def __init__(self, orchestrator: Callable[..., Any], instance_id: str, *,
-                 default_version: str | None = None) -> None:
-        self.ctx = OrchestrationContext(instance_id, default_version=default_version)
+                 default_version: str | None = None,
+                 version_of: Callable[[str], str | None] | None = None) -> None:
+        self.ctx = OrchestrationContext(instance_id, default_version=default_version,
+                                        version_of=version_of)
         self._fn = orchestrator
         self._generator: Generator[Any, Any, Any] | None = None
         self._waiting_on: Task[Any] | None = None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from sqlalchemy.exc import DBAPIError
 
 from celery_durable.engine import history as h
@@ -28,13 +28,16 @@ from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.store import InboxItem, Store
-from celery_durable.versioning import VersioningOptions
+from celery_durable.versioning import VersioningOptions, version_queue
 
 if TYPE_CHECKING:
     from celery_durable.client import DurableClient
 
 logger = logging.getLogger(__name__)
 _by_app: weakref.WeakKeyDictionary[Celery, Durable] = weakref.WeakKeyDictionary()
+#: a rejected wake-up with no version queue to go to is sent again after 1, 2, 4 ... seconds,
+#: at most this many times; then the sweeper of a worker that accepts the instance wakes it
+REJECT_RESENDS = 7
 
 
 def durable_of(app: Celery) -> Durable | None:
@@ -68,6 +71,7 @@ class Durable:
         self.registry.subscribe(self._on_definition)
         GLOBAL.subscribe(_WeakAdd(self.registry))
         app.steps["worker"].add(SweeperStep)
+        app.steps["worker"].add(VersionQueuesStep)
         _by_app[app] = self
 
     # -- declaring ----------------------------------------------------------------------------
@@ -84,6 +88,12 @@ class Durable:
     def _on_definition(self, definition: OrchestratorDef | ActivityDef) -> None:
         if isinstance(definition, ActivityDef):
             make_activity_task(self, definition)
+        elif definition.version is not None and not self.versioning.accepts(definition.version):
+            logger.warning(
+                "orchestrator %r declares version %r, which this Durable's versioning (version "
+                "%r, %s) does not run: new instances of it will wait for or fail on other "
+                "workers", definition.name, definition.version, self.versioning.version,
+                self.versioning.match_strategy.value)
 
     def _register_builtin_tasks(self) -> None:
         app, runner = self.app, self.runner
@@ -93,10 +103,10 @@ class Durable:
                    "reject_on_worker_lost": True, "ignore_result": True}
 
         @app.task(name=messages.EPISODE_TASK, **options)
-        def episode(task: Any, instance_id: str, name: str = "") -> None:
+        def episode(task: Any, instance_id: str, name: str = "", rejections: int = 0) -> None:
             """Run an episode of an orchestration instance (woken by a message)."""
             with _store_outage_retried(task, instance_id):
-                runner.run(instance_id, wait=True)
+                runner.run(instance_id, wait=True, rejections=int(rejections))
 
         @app.task(name=messages.TIMER_TASK, **options)
         def timer(task: Any, instance_id: str, execution_id: str, task_id: int,
@@ -117,6 +127,12 @@ class Durable:
     @property
     def default_version(self) -> str | None:
         return self.versioning.default_version
+
+    def version_for(self, orchestrator: str) -> str | None:
+        """The version a new instance of ``orchestrator`` gets when its scheduler names none:
+        its ``@orchestrator(version=...)``, else this Durable's ``default_version``."""
+        definition = self.registry.orchestrators.get(orchestrator)
+        return (definition.version if definition else None) or self.default_version
 
     @property
     def client(self) -> DurableClient:
@@ -149,6 +165,58 @@ class Durable:
         queue = (definition.queue if definition else None) or self.settings.episode_queue
         return messages.episode_message(instance_id, orchestrator, queue)
 
+    def episode_queue(self, orchestrator: str) -> str:
+        """The name of the queue that carries ``orchestrator``'s episodes."""
+        definition = self.registry.orchestrators.get(orchestrator)
+        return ((definition.queue if definition else None) or self.settings.episode_queue
+                or self.app.conf.task_default_queue)
+
+    # -- versioning -----------------------------------------------------------------------------
+    def route_rejected(self, instance_id: str, orchestrator: str, version: str | None,
+                       rejections: int = 0) -> None:
+        """Send on the wake-up of an episode this worker rejected (its events wait in the inbox).
+
+        It goes to the queue of the instance's version, which only workers of that version
+        consume. An unversioned instance has no such queue, and a wake-up rejected again was
+        misrouted: it goes back after 1, 2, 4 ... seconds, at most ``REJECT_RESENDS`` times;
+        after that only the sweeper of a worker that accepts the instance wakes it (the sweepers
+        of workers that reject it leave it alone).
+        """
+        base = self.episode_queue(orchestrator)
+        queue = base if version is None else version_queue(base, version)
+        if version is not None and rejections == 0:
+            countdown = None
+        elif rejections < REJECT_RESENDS:
+            countdown = float(2 ** rejections)
+        else:
+            logger.info("instance %s (version %r) waits for a worker that accepts its version; "
+                        "the sweeper of such a worker will wake it", instance_id, version)
+            return
+        message = messages.episode_message(instance_id, orchestrator, queue,
+                                           countdown=countdown, rejections=rejections + 1)
+        try:
+            messages.publish(self.app, [message])
+        except Exception:  # the events stay in the inbox: an accepting worker's sweeper wakes it
+            logger.exception("could not send on the rejected wake-up of instance %s", instance_id)
+
+    def versions_left_to_others(self, older_than: datetime) -> list[str | None]:
+        """Versions of the instances waiting in the inbox (since before ``older_than``) that this
+        worker rejects: its sweeper leaves them to workers that accept them."""
+        versioning = self.versioning
+        if not versioning.rejects_some:
+            return []
+        return [v for v in self.store.inbox_versions(older_than) if versioning.rejects(v)]
+
+    def version_queues(self, consumed: Iterable[str]) -> list[str]:
+        """The version queues a worker consuming ``consumed`` also consumes: this Durable's
+        version's queue of each episode queue among them."""
+        version = self.versioning.version
+        if version is None:
+            return []
+        episode_queues = {self.settings.episode_queue or self.app.conf.task_default_queue}
+        episode_queues.update(d.queue for d in self.registry.orchestrators.values() if d.queue)
+        return sorted(version_queue(q, version) for q in episode_queues.intersection(consumed))
+
 
 @contextlib.contextmanager
 def _store_outage_retried(task: Any, instance_id: str) -> Iterator[None]:
@@ -162,6 +230,20 @@ def _store_outage_retried(task: Any, instance_id: str) -> Iterator[None]:
         logger.warning("%s for %s: database error (%s); retrying in %.0fs", task.name,
                        instance_id, exc.orig, delay)
         raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
+
+
+class VersionQueuesStep(bootsteps.Step):
+    """Worker bootstep: a worker of a version also consumes that version's queue of every episode
+    queue it consumes (``celery.v2`` next to ``celery``), with or without ``-Q``."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        durable = durable_of(worker.app)
+        if durable is None:
+            return
+        queues = worker.app.amqp.queues
+        for name in durable.version_queues(queues.consume_from):
+            queues.select_add(name)
 
 
 class _WeakAdd:

@@ -26,7 +26,7 @@ from celery_durable.engine.actions import (
 from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.errors import UnknownNameError
+from celery_durable.errors import UnknownNameError, VersionMismatchError
 from celery_durable.runtime import messages
 from celery_durable.runtime.cache import StateCache
 from celery_durable.store import (
@@ -37,6 +37,7 @@ from celery_durable.store import (
     NewInstance,
     TimerRow,
 )
+from celery_durable.versioning import VersionFailureStrategy, VersioningOptions
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -55,6 +56,14 @@ class _Plan:
     extra_messages: list[messages.Message] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Rejected:
+    """An episode this worker's versioning rejects: nothing is committed, the inbox keeps it."""
+
+    name: str
+    version: str | None
+
+
 def completion_item(execution_id: str, event: h.HistoryEvent) -> InboxItem:
     """The inbox item of a task's completion; its key makes a second delivery a no-op."""
     return InboxItem(f"task:{execution_id}:{event.task_id}", event, execution_id)
@@ -66,14 +75,18 @@ class EpisodeRunner:
     def __init__(self, durable: Durable) -> None:
         self.durable = durable
         self.cache = StateCache(durable.settings.state_cache_size)
-        #: episodes run and events the engine replayed or fed, for structural-cost tests
+        #: episodes run, episodes rejected (versioning) and events the engine replayed or fed,
+        #: for structural-cost tests
         self.episodes = 0
+        self.rejected = 0
         self.events_processed = 0
 
     def run(self, instance_id: str, extra: Sequence[InboxItem] = (), *, wait: bool = False,
-            now: datetime | None = None) -> bool:
+            now: datetime | None = None, rejections: int = 0) -> bool:
         """Run one episode; False when another worker holds the instance (``extra`` is then in
-        its inbox and the caller must leave a wake-up behind)."""
+        its inbox and the caller must leave a wake-up behind). An episode this worker's
+        versioning rejects leaves everything in the inbox and sends the wake-up on to a worker
+        that accepts it (``rejections``: how often this wake-up was rejected before)."""
         now = now or datetime.now(timezone.utc)
         store = self.durable.store
         with store.episode(instance_id, list(extra), wait=wait) as ep:
@@ -82,7 +95,12 @@ class EpisodeRunner:
             plan = self._plan(ep, now)
             if plan is None:
                 return True
-            outbox_ids = ep.commit(plan.commit)
+            # leaving without a commit keeps every inbox row and saves ``extra`` to the inbox
+            outbox_ids = [] if isinstance(plan, _Rejected) else ep.commit(plan.commit)
+        if isinstance(plan, _Rejected):
+            self.rejected += 1
+            self.durable.route_rejected(instance_id, plan.name, plan.version, rejections)
+            return True
         self.episodes += 1
         if plan.state is not None:
             self.cache.put(instance_id, plan.execution_id, plan.state)
@@ -101,7 +119,7 @@ class EpisodeRunner:
         self.durable.store.delete_outbox(ids)
 
     # -- planning --------------------------------------------------------------------------------
-    def _plan(self, ep: Episode, now: datetime) -> _Plan | None:
+    def _plan(self, ep: Episode, now: datetime) -> _Plan | _Rejected | None:
         inst = ep.instance
         rows = ep.inbox
         if not rows:
@@ -128,14 +146,22 @@ class EpisodeRunner:
                         inst.instance_id, row.event.describe())
         if not current:
             return _Plan(EpisodeCommit(consumed_inbox_ids=consumed, **keep), inst.execution_id)
+        version = _execution_version(inst, current)
+        versioning = self.durable.versioning
+        if not versioning.accepts(version):
+            if versioning.failure_strategy is VersionFailureStrategy.REJECT:
+                return _Rejected(inst.name, version)
+            return self._fail_before_running(inst, consumed, _mismatch(inst, version,
+                                                                        versioning), now)
         try:
             definition = self.durable.registry.orchestrator(inst.name)
         except UnknownNameError as exc:
-            return self._fail_unknown(inst, consumed, exc, now)
+            return self._fail_before_running(inst, consumed, exc, now)
         state = self.cache.take(inst.instance_id, inst.execution_id, inst.history_len)
         if state is None:
             state = Orchestration(definition.fn, inst.instance_id,
-                                  default_version=self.durable.default_version)
+                                  default_version=self.durable.default_version,
+                                  version_of=self.durable.version_for)
         if state.history_length < inst.history_len:  # cold, or warm but behind the store
             history = ep.load_history(state.history_length)
             self.events_processed += len(history)
@@ -144,8 +170,8 @@ class EpisodeRunner:
         result = state.run([row.event for row in current], now)
         return self._plan_result(inst, state, result, consumed, now)
 
-    def _fail_unknown(self, inst: Any, consumed: list[int], exc: Exception,
-                      now: datetime) -> _Plan:
+    def _fail_before_running(self, inst: Any, consumed: list[int], exc: Exception,
+                             now: datetime) -> _Plan:
         failure = FailureDetails(str(exc), type(exc).__name__)
         commit = EpisodeCommit(status=Status.FAILED, consumed_inbox_ids=consumed,
                                failure=failure, completed_at=now, delete_timers=True)
@@ -265,3 +291,23 @@ class EpisodeRunner:
         if queue is not None:
             return messages.episode_message(instance_id, name, queue)
         return self.durable.episode_message(instance_id, name)
+
+
+def _execution_version(inst: Any, rows: Sequence[InboxRow]) -> str | None:
+    """The version of the execution an episode runs: that of its start while it has not started
+    (continue-as-new may change it), else the instance's."""
+    if inst.history_len == 0:
+        for row in rows:
+            if row.event.kind == h.EXECUTION_STARTED and isinstance(row.event.data, dict):
+                return row.event.data.get("version")
+    return inst.version
+
+
+def _mismatch(inst: Any, version: str | None,
+              versioning: VersioningOptions) -> VersionMismatchError:
+    return VersionMismatchError(
+        f"instance {inst.instance_id!r} of orchestrator {inst.name!r} has version {version!r}, "
+        f"which this worker (version {versioning.version!r}, match strategy "
+        f"{versioning.match_strategy.value}) does not run, so failure strategy "
+        f"{versioning.failure_strategy.value} failed it; run such instances on a worker of a "
+        "matching version, or use VersionFailureStrategy.REJECT to keep them waiting for one")

@@ -27,11 +27,19 @@ DURABLE_HEADER = "durable"
 Message = dict[str, Any]
 
 
-def episode_message(instance_id: str, name: str, queue: str | None) -> Message:
+def episode_message(instance_id: str, name: str, queue: str | None, *,
+                    countdown: float | None = None, rejections: int = 0) -> Message:
+    """The wake-up of an instance; ``rejections`` counts the workers whose versioning rejected
+    it on its way (see `Durable.route_rejected`)."""
     options: dict[str, Any] = {"argsrepr": f"({instance_id!r}, {name!r})"}
     if queue:
         options["queue"] = queue
-    return {"task": EPISODE_TASK, "args": [instance_id, name], "options": options}
+    if countdown:
+        options["countdown"] = countdown
+    message: Message = {"task": EPISODE_TASK, "args": [instance_id, name], "options": options}
+    if rejections:
+        message["kwargs"] = {"rejections": rejections}
+    return message
 
 
 def activity_message(instance_id: str, execution_id: str, action: ScheduleActivity,

@@ -49,7 +49,11 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
         messages.publish(durable.app, [message for _, _, message in stale])
         store.delete_outbox([row_id for row_id, _, _ in stale])
         report.outbox = len(stale)
-    for instance_id in store.instances_with_inbox(now - settings.recovery_grace, BATCH):
+    older = now - settings.recovery_grace
+    # instances waiting for a worker of another version are not stranded: waking them here
+    # would only bounce them (see Durable.route_rejected)
+    for instance_id in store.instances_with_inbox(
+            older, BATCH, skip_versions=durable.versions_left_to_others(older)):
         durable.wake(instance_id)
         report.woken += 1
     if report.timers or report.outbox or report.woken:

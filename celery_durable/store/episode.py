@@ -122,6 +122,12 @@ class Episode:
                                                  table.c.execution_id == execution_id))
             execution_id, generation = outcome.new_execution
             values.update(execution_id=execution_id, generation=generation)
+            # the new execution's start waits in the inbox: the instance has its version already
+            # (the sweeper and versioned workers go by it)
+            pending = next((item.event for target, item in outcome.notify
+                            if target == iid and item.event.kind == EXECUTION_STARTED), None)
+            if pending is not None and isinstance(pending.data, dict):
+                values["version"] = pending.data.get("version")
         started = next((e for e in outcome.new_events if e.kind == EXECUTION_STARTED), None)
         if started is not None and isinstance(started.data, dict):  # e.g. after continue-as-new
             values.update(input=dumps(started.data.get("input")),

@@ -246,13 +246,28 @@ class Store:
                                  .where(inbox.c.instance_id == instance_id)).scalar_one()
         return int(count)
 
-    def instances_with_inbox(self, older_than: datetime, limit: int = 100) -> list[str]:
+    def instances_with_inbox(self, older_than: datetime, limit: int = 100, *,
+                             skip_versions: Sequence[str | None] = ()) -> list[str]:
         """Ids of existing instances with inbox rows created before ``older_than``, the longest
-        waiting first (the sweeper wakes them up)."""
+        waiting first (the sweeper wakes them up), leaving out instances of ``skip_versions``."""
         query = (select(inbox.c.instance_id)
                  .join(instances, instances.c.instance_id == inbox.c.instance_id)
-                 .where(inbox.c.created_at < to_db_time(older_than))
-                 .group_by(inbox.c.instance_id).order_by(func.min(inbox.c.id)).limit(limit))
+                 .where(inbox.c.created_at < to_db_time(older_than)))
+        named = [v for v in skip_versions if v is not None]
+        if named:
+            query = query.where(or_(instances.c.version.is_(None),
+                                    instances.c.version.not_in(named)))
+        if None in skip_versions:
+            query = query.where(instances.c.version.is_not(None))
+        query = query.group_by(inbox.c.instance_id).order_by(func.min(inbox.c.id)).limit(limit)
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
+    def inbox_versions(self, older_than: datetime) -> list[str | None]:
+        """The distinct versions of instances with inbox rows created before ``older_than``."""
+        query = (select(instances.c.version).distinct()
+                 .join(inbox, inbox.c.instance_id == instances.c.instance_id)
+                 .where(inbox.c.created_at < to_db_time(older_than)))
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
