@@ -23,8 +23,10 @@ from celery_durable.errors import (
     PayloadError,
 )
 from celery_durable.payload import dumps, from_json, to_json
+from celery_durable.runtime import messages
 from celery_durable.state import OrchestrationState, Page
 from celery_durable.store import InboxItem, InstanceRecord, NewInstance
+from celery_durable.store.records import START_TIMER_ID
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -88,12 +90,16 @@ class DurableClient:
             raise OrchestrationStateError(
                 f"an orchestration with id {instance_id!r} is already running; choose another id "
                 "or wait until it has ended")
-        message = self.durable.episode_message(instance_id, name)
-        if start_at is not None and utc(start_at) > now:
-            message["options"]["eta"] = utc(start_at).isoformat()
-        from celery_durable.runtime.messages import publish
-
-        publish(self.durable.app, [message])
+        if record.start_at is None:
+            messages.publish(self.durable.app,
+                             [self.durable.episode_message(instance_id, name)])
+        elif record.start_at - now <= self.durable.settings.timer_horizon:
+            # claim the start timer (so the sweeper does not send it too) and send it as ETA
+            key = (instance_id, record.execution_id, START_TIMER_ID)
+            if self.store.mark_timers_dispatched([key], now):
+                messages.publish(self.durable.app, [messages.timer_message(
+                    instance_id, record.execution_id, START_TIMER_ID, record.start_at,
+                    self.durable.settings.episode_queue)])
         return instance_id
 
     # -- reading -----------------------------------------------------------------------------

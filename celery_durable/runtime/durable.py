@@ -28,6 +28,7 @@ from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.store import InboxItem, Store
+from celery_durable.store.records import START_TIMER_ID
 from celery_durable.versioning import VersioningOptions, version_queue
 
 if TYPE_CHECKING:
@@ -112,6 +113,10 @@ class Durable:
         def timer(task: Any, instance_id: str, execution_id: str, task_id: int,
                   fire_at: str) -> None:
             """Fire a durable timer: record TimerFired once and run the next episode."""
+            if int(task_id) == START_TIMER_ID:  # a delayed start: its start event waits
+                with _store_outage_retried(task, instance_id):
+                    runner.run(instance_id, wait=True)
+                return
             when = h.utc(datetime.fromisoformat(fire_at))
             event = h.timer_fired(int(task_id), when, datetime.now(timezone.utc))
             item = InboxItem(f"timer:{execution_id}:{task_id}", event, execution_id)

@@ -234,8 +234,10 @@ class EpisodeRunner:
             commit.outbox.append(messages.activity_message(iid, execution_id, action, queue,
                                                              inst.name))
         elif isinstance(action, CreateTimer):
-            commit.timers.append(TimerRow(action.task_id, action.fire_at))
-            if action.fire_at - now <= self.durable.settings.timer_horizon:
+            near = action.fire_at - now <= self.durable.settings.timer_horizon
+            commit.timers.append(TimerRow(action.task_id, action.fire_at,
+                                          dispatched_at=now if near else None))
+            if near:
                 commit.outbox.append(messages.timer_message(
                     iid, execution_id, action.task_id, action.fire_at,
                     self.durable.settings.episode_queue))

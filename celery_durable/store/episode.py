@@ -145,7 +145,9 @@ class Episode:
         if outcome.timers:
             conn.execute(insert(timers), [
                 {"instance_id": iid, "execution_id": execution_id, "task_id": timer.task_id,
-                 "fire_at": to_db_time(timer.fire_at), "dispatched_at": None}
+                 "fire_at": to_db_time(timer.fire_at),
+                 "dispatched_at": None if timer.dispatched_at is None
+                 else to_db_time(timer.dispatched_at)}
                 for timer in outcome.timers])
         outbox_ids = self._insert_outbox(outcome.outbox, at)
         if outcome.children:

@@ -19,6 +19,8 @@ from celery_durable.payload import dumps, loads
 MAX_ID_LEN = 256
 MAX_NAME_LEN = 256
 MAX_DEDUP_KEY_LEN = 300
+#: task id of the timer row that starts an instance scheduled with ``start_at``
+START_TIMER_ID = -1
 
 
 def now() -> datetime:

@@ -252,7 +252,11 @@ class Store:
         waiting first (the sweeper wakes them up), leaving out instances of ``skip_versions``."""
         query = (select(inbox.c.instance_id)
                  .join(instances, instances.c.instance_id == inbox.c.instance_id)
-                 .where(inbox.c.created_at < to_db_time(older_than)))
+                 .where(inbox.c.created_at < to_db_time(older_than),
+                        # a delayed start is not stranded: its start timer wakes it
+                        or_(instances.c.start_at.is_(None),
+                            instances.c.start_at <= to_db_time(older_than),
+                            instances.c.status != OrchestrationStatus.PENDING.value)))
         named = [v for v in skip_versions if v is not None]
         if named:
             query = query.where(or_(instances.c.version.is_(None),

@@ -16,7 +16,7 @@ from sqlalchemy.sql.dml import Insert
 
 from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.store.records import InboxItem, NewInstance, to_db_time
+from celery_durable.store.records import START_TIMER_ID, InboxItem, NewInstance, to_db_time
 from celery_durable.store.schema import history, inbox, instances, metadata, timers
 
 T = TypeVar("T")
@@ -111,6 +111,12 @@ def create_instances(conn: Connection, dialect: str,
     starts = [(iid, item) for iid in ids if iid in created
               for item in start_items(*wanted[iid])]
     insert_inbox(conn, dialect, inbox_rows(starts, at))
+    delayed = [wanted[iid][0] for iid in ids if iid in created and wanted[iid][0].start_at]
+    if delayed:  # a delayed start is a timer: the sweeper sends it when it nears
+        conn.execute(insert(timers), [
+            {"instance_id": rec.instance_id, "execution_id": rec.execution_id,
+             "task_id": START_TIMER_ID, "fire_at": to_db_time(rec.start_at),
+             "dispatched_at": None} for rec in delayed if rec.start_at is not None])
     return [first and rec.instance_id in created
             for first, (rec, _) in zip(firsts, items, strict=True)]
 

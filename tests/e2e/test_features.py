@@ -294,3 +294,33 @@ def test_sweep_runs_as_a_task(harness: Harness) -> None:
     from celery_durable.runtime.messages import SWEEP_TASK
 
     harness.app.tasks[SWEEP_TASK].apply().get()
+
+
+def test_far_delayed_start_waits_for_its_timer_not_the_sweeper(harness: Harness) -> None:
+    from datetime import datetime, timezone
+
+    from celery_durable.runtime.sweeper import sweep
+
+    client = harness.client
+    now = datetime.now(timezone.utc)
+    start_at = now + timedelta(seconds=3)  # beyond the harness' 2 s horizon
+    iid = client.schedule_new_orchestration(wf.sequence, input=2, start_at=start_at)
+    # once its start event is older than the recovery grace, it is still not "stranded"
+    report = sweep(harness.durable, now=now + timedelta(seconds=2.5))
+    assert report.woken == 0
+    state = client.wait_for_orchestration_completion(iid, timeout=30)
+    assert state.output == 1
+    assert client.get_orchestration_history(iid)[0].timestamp >= start_at
+
+
+def test_near_timer_is_sent_once_not_again_by_the_sweeper(harness: Harness) -> None:
+    from celery_durable.runtime.sweeper import sweep
+
+    client = harness.client
+    iid = client.schedule_new_orchestration(wf.timer, input=1.5)
+    _wait_until(lambda: any(e.kind == "TimerCreated"
+                            for e in client.get_orchestration_history(iid)))
+    assert sweep(harness.durable).timers == 0
+    state = client.wait_for_orchestration_completion(iid, timeout=30)
+    assert [e.kind for e in client.get_orchestration_history(iid)].count("TimerFired") == 1
+    assert state.runtime_status is COMPLETED
