@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -161,9 +161,6 @@ class Durable:
                 return
             orchestrator = record.name
         messages.publish(self.app, [self.episode_message(instance_id, orchestrator)])
-
-    def wake_many(self, instance_ids: Sequence[tuple[str, str]]) -> None:
-        messages.publish(self.app, [self.episode_message(i, n) for i, n in instance_ids])
 
     def episode_message(self, instance_id: str, orchestrator: str) -> messages.Message:
         definition = self.registry.orchestrators.get(orchestrator)
