@@ -324,3 +324,23 @@ def test_near_timer_is_sent_once_not_again_by_the_sweeper(harness: Harness) -> N
     state = client.wait_for_orchestration_completion(iid, timeout=30)
     assert [e.kind for e in client.get_orchestration_history(iid)].count("TimerFired") == 1
     assert state.runtime_status is COMPLETED
+
+
+def test_duplicate_completion_delivery_never_duplicates_history(harness: Harness) -> None:
+    from datetime import datetime, timezone
+
+    from celery_durable.engine import history as h
+    from celery_durable.runtime.episode import completion_item
+
+    client = harness.client
+    iid = client.schedule_new_orchestration(wf.step_then_wait, input="first")
+    _wait_until(lambda: any(e.kind == "TaskCompleted"
+                            for e in client.get_orchestration_history(iid)))
+    record = harness.durable.store.get_instance(iid)
+    duplicate = h.task_completed(0, "second", datetime.now(timezone.utc))
+    for _ in range(3):  # as a redelivered activity message would
+        harness.durable.record(iid, completion_item(record.execution_id, duplicate))
+    client.raise_orchestration_event(iid, "finish")
+    state = client.wait_for_orchestration_completion(iid, timeout=30)
+    assert state.output == "first"
+    assert_no_duplicates(harness, iid)

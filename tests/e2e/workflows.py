@@ -148,3 +148,10 @@ def custom_status(ctx, _):
     yield ctx.wait_for_external_event("next")
     ctx.set_custom_status({"step": 2})
     return "done"
+
+
+@orchestrator(name="e2e.step_then_wait")
+def step_then_wait(ctx, value):
+    echoed = yield ctx.call_activity(echo, input=value)
+    yield ctx.wait_for_external_event("finish")
+    return echoed
