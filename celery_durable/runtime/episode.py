@@ -89,21 +89,28 @@ class EpisodeRunner:
         that accepts it (``rejections``: how often this wake-up was rejected before)."""
         now = now or datetime.now(timezone.utc)
         store = self.durable.store
-        with store.episode(instance_id, list(extra), wait=wait) as ep:
-            if ep is None:
-                return False
-            plan = self._plan(ep, now)
-            if plan is None:
-                return True
-            # leaving without a commit keeps every inbox row and saves ``extra`` to the inbox
-            outbox_ids = [] if isinstance(plan, _Rejected) else ep.commit(plan.commit)
+        try:
+            with store.episode(instance_id, list(extra), wait=wait) as ep:
+                if ep is None:
+                    return False
+                plan = self._plan(ep, now)
+                if plan is None:
+                    return True
+                # leaving without a commit keeps every inbox row and saves ``extra`` to the inbox
+                outbox_ids = [] if isinstance(plan, _Rejected) else ep.commit(plan.commit)
+                if not isinstance(plan, _Rejected) and plan.state is not None:
+                    # cached while the instance is still locked, so that the next episode finds
+                    # it; should the commit fail, it is dropped below (and until then `take`
+                    # refuses it: it is ahead of the store)
+                    self.cache.put(instance_id, plan.execution_id, plan.state)
+        except BaseException:
+            self.cache.discard(instance_id)
+            raise
         if isinstance(plan, _Rejected):
             self.rejected += 1
             self.durable.route_rejected(instance_id, plan.name, plan.version, rejections)
             return True
         self.episodes += 1
-        if plan.state is not None:
-            self.cache.put(instance_id, plan.execution_id, plan.state)
         self._publish(plan.commit.outbox, outbox_ids)
         return True
 

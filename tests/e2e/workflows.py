@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import timedelta
 
 from celery_durable import RetryPolicy, TaskFailedError, activity, orchestrator, when_all, when_any
 
-
-#: a queue of its own for one activity (the embedded worker consumes it too)
-PAYMENTS_QUEUE = "durable-e2e-payments"
+#: a queue of its own for one activity (the embedded worker consumes it too); unique per test
+#: run (worker subprocesses inherit it), so runs sharing a broker never take each other's work
+PAYMENTS_QUEUE = os.environ.setdefault("DURABLE_E2E_PAYMENTS_QUEUE",
+                                       f"durable-e2e-payments-{uuid.uuid4().hex[:8]}")
 
 
 @activity(name="e2e.pay", queue=PAYMENTS_QUEUE, rate_limit="100/s", time_limit=30)
