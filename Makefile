@@ -3,12 +3,12 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest clean
+.PHONY: venv demo test lint typecheck pytest clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test,redis,postgres,rabbitmq]'
+	$(PIP) install -q -e '.[test,redis,postgres,rabbitmq,flower,docs]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,6 +26,10 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
+
+docs: $(STAMP)
+	$(PIP) install -q -e '.[docs]'
+	$(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,8 @@ the plain function's stand-in: ``ctx.call_activity(charge)``, ``charge.delay(ord
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -164,8 +166,19 @@ class Activity:
 
 
 def _default_name(fn: Callable[..., Any]) -> str:
-    return f"{fn.__module__}.{fn.__qualname__}" if fn.__module__ != "__main__" \
-        else fn.__qualname__
+    """``module.qualname``, as Celery names tasks. In a script run as ``python shop.py`` the
+    module is ``__main__``, while the worker imports it as ``shop``: use the name the worker sees."""
+    module = fn.__module__
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name:
+            module = spec.name
+        else:
+            path = str(getattr(main, "__file__", None) or "")
+            if path:
+                module = os.path.splitext(os.path.basename(path))[0]
+    return f"{module}.{fn.__qualname__}"
 
 
 def _check_function(fn: Any, what: str) -> None:

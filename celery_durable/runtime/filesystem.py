@@ -16,6 +16,10 @@ Transport options: kombu's ``data_folder_in``, ``data_folder_out``,
 ``unreadable_grace_period`` (seconds, default 30) and ``fsync`` (fsync each
 message file and its folder before it becomes visible, default False).
 
+Without folder options, messages are written to and read from ``./celery_broker``
+(control files in ``./celery_broker/control``), created on first use, so a bare
+``filesystem://`` URL works on one machine.
+
 Call :func:`install` to make ``filesystem://`` resolve to this transport.
 """
 
@@ -29,6 +33,7 @@ import shutil
 import time
 import uuid
 from functools import cached_property
+from pathlib import Path
 from queue import Empty
 from typing import Any, ClassVar
 
@@ -53,6 +58,25 @@ _sequence = itertools.count()  # keeps one process's messages FIFO within a mill
 
 class Channel(kombu_filesystem.Channel):
     """Filesystem channel that publishes atomically and survives unreadable files."""
+
+    # kombu's defaults ('data_in' to write, 'data_out' to read) deliver nothing on a bare
+    # ``filesystem://`` URL; without options, one folder serves both ways and is created.
+    @cached_property
+    def data_folder_in(self) -> str:
+        return self._folder("data_folder_in")
+
+    @cached_property
+    def data_folder_out(self) -> str:
+        return self._folder("data_folder_out")
+
+    @cached_property
+    def control_folder(self) -> Path:
+        return Path(self._folder("control_folder", os.path.join(DEFAULT_FOLDER, "control")))
+
+    def _folder(self, option: str, default: str = "") -> str:
+        folder = str(self.transport_options.get(option) or default or DEFAULT_FOLDER)
+        os.makedirs(folder, exist_ok=True)
+        return folder
 
     @cached_property
     def unreadable_grace_period(self) -> float:
@@ -178,8 +202,12 @@ class Transport(kombu_filesystem.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
-        folder = os.path.abspath(client.transport_options.get("control_folder", "control"))
+        folder = os.path.abspath(client.transport_options.get("control_folder")
+                                 or os.path.join(DEFAULT_FOLDER, "control"))
         self.state = self._states.setdefault(folder, virtual.BrokerState())
+
+
+DEFAULT_FOLDER = "celery_broker"
 
 
 def install() -> None:
