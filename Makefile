@@ -28,7 +28,6 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 docs: $(STAMP)
-	$(PIP) install -q -e '.[docs]'
 	$(VENV)/bin/mkdocs build --strict
 
 clean:
