@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -48,12 +48,11 @@ Status = OrchestrationStatus
 
 @dataclass
 class _Plan:
-    """What an episode commits, and what it publishes afterwards."""
+    """What an episode commits (its outbox is published afterwards) and the state to cache."""
 
     commit: EpisodeCommit
     execution_id: str
     state: Orchestration | None = None
-    extra_messages: list[messages.Message] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
