@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -29,9 +25,16 @@ from typing import Any
 
 import pytest
 import workflows as wf
-from kombu import Connection
 from services import RABBITMQ_URL, REDIS_URL, database, require
 from worker_app import ENV_COUNTERS, env_config, make_app
+from workers import (
+    WorkerProcess,
+    delete_queue,
+    logs_on_failure,
+    stop_all,
+    subprocess_env,
+    wait_until,
+)
 
 from celery_durable import Durable, DurableClient, OrchestrationStatus
 
@@ -50,50 +53,10 @@ BAD_LOG_MARKERS = ("database is locked", "Traceback", "JSONDecodeError", "Worker
 READY_TIMEOUT = 60.0
 
 
-class WorkerProcess:
-    """One ``celery worker`` subprocess, its log in a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, node: str) -> None:
-        self.node = node
-        self.log_path = log_path
-        environ = {**os.environ, **env}
-        environ["PYTHONPATH"] = os.pathsep.join(
-            [str(E2E_DIR), str(TESTS_DIR)] + ([environ["PYTHONPATH"]]
-                                              if environ.get("PYTHONPATH") else []))
-        environ["PYTHONUNBUFFERED"] = "1"
-        command = [sys.executable, "-m", "celery", "-A", "worker_app:app", "worker",
-                   "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
-                   "--hostname", node, "--without-gossip", "--without-mingle"]
-        self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(command, cwd=E2E_DIR, env=environ, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise RuntimeError(f"worker {self.node} exited with code {code}; its log:\n"
-                               f"{self.log()}")
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM) and wait; kill this worker's own process group if it hangs."""
-        self.terminate()
-        self.wait()
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-
-    def wait(self) -> None:
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the group this test started
-            self.proc.wait(timeout=10)
-        self._log.close()
+def _start_worker(env: dict[str, str], log_path: Path, node: str) -> WorkerProcess:
+    """``celery -A worker_app:app worker --pool prefork --concurrency 2`` named ``node``."""
+    return WorkerProcess("worker_app:app", node, env=subprocess_env(env, [E2E_DIR, TESTS_DIR]),
+                         cwd=E2E_DIR, log_path=log_path)
 
 
 @dataclass
@@ -129,16 +92,9 @@ class Cluster:
         return self.wait(self.client.schedule_new_orchestration(orchestrator, input=input),
                          timeout)
 
-    @contextlib.contextmanager
-    def log_on_failure(self) -> Iterator[None]:
+    def log_on_failure(self) -> contextlib.AbstractContextManager[None]:
         """Print every worker's log (shown in the failing test's report) if the block fails."""
-        try:
-            yield
-        except BaseException:
-            for worker in self.workers:
-                print(f"\n===== log of worker {worker.node} ({worker.log_path}) =====")
-                print(worker.log())
-            raise
+        return logs_on_failure(self.workers)
 
     def logs(self) -> str:
         return "\n".join(worker.log() for worker in self.workers)
@@ -167,14 +123,6 @@ def _backend(backend: str, tmp: Path) -> Iterator[tuple[str, dict[str, Any], str
             yield broker, options, url
 
 
-def _delete_queue(broker_url: str, options: dict[str, Any], queue: str) -> None:
-    if broker_url.startswith("filesystem"):
-        return
-    with contextlib.suppress(Exception), \
-            Connection(broker_url, transport_options=options, connect_timeout=5) as conn:
-        conn.default_channel.queue_delete(queue)
-
-
 @contextlib.contextmanager
 def cluster_of(backend: str, tmp: Path, workers: int = 1,
                counters: Path | None = None) -> Iterator[Cluster]:
@@ -190,16 +138,13 @@ def cluster_of(backend: str, tmp: Path, workers: int = 1,
         try:
             for i in range(workers):
                 node = f"w{i + 1}-{queue}@e2e"
-                cluster.workers.append(WorkerProcess(env, tmp / f"worker{i + 1}.log", node))
+                cluster.workers.append(_start_worker(env, tmp / f"worker{i + 1}.log", node))
             _wait_ready(cluster)
             yield cluster
         finally:
-            for worker in cluster.workers:  # all at once: a warm shutdown takes seconds
-                worker.terminate()
-            for worker in cluster.workers:
-                worker.wait()
+            stop_all(cluster.workers)  # all at once: a warm shutdown takes seconds
             durable.store.dispose()
-            _delete_queue(broker_url, options, queue)
+            delete_queue(broker_url, queue, options)
 
 
 def _wait_ready(cluster: Cluster) -> None:
@@ -210,14 +155,15 @@ def _wait_ready(cluster: Cluster) -> None:
         if not cluster.broker_url.startswith("filesystem"):
             nodes = {w.node for w in cluster.workers}
             answered: set[str] = set()
-            while answered != nodes:
-                for worker in cluster.workers:
-                    worker.check_alive()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"workers {sorted(nodes - answered)} did not answer a "
-                                       f"ping within {READY_TIMEOUT}s")
+
+            def all_answered() -> bool:
                 replies = cluster.app.control.ping(destination=sorted(nodes), timeout=0.5)
-                answered |= {node for reply in replies or [] for node in reply}
+                answered.update(node for reply in replies or [] for node in reply)
+                return answered == nodes
+
+            wait_until(lambda: f"a ping answered by workers {sorted(nodes - answered)} "
+                               f"(within {READY_TIMEOUT}s)",
+                       all_answered, deadline, cluster.workers, interval=0)
         state = cluster.run(wf.sequence, 1, timeout=max(1.0, deadline - time.monotonic()))
         assert state.runtime_status is COMPLETED, state
 

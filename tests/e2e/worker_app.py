@@ -24,6 +24,7 @@ from typing import Any
 import workflows  # noqa: F401  (registers the orchestrators and activities)
 from celery import Celery
 from celery.signals import task_postrun
+from workers import LazyApp, celery_app
 
 from celery_durable import Durable
 
@@ -37,12 +38,8 @@ ENV_COUNTERS = "DURABLE_E2E_COUNTERS"
 def make_app(broker_url: str, broker_options: dict[str, Any], store_url: str | None,
              queue: str, name: str = "e2e-workers") -> tuple[Celery, Durable]:
     """The app (and its Durable) the worker subprocesses and the test's client share."""
-    app = Celery(name, broker=broker_url, set_as_current=False)
-    app.conf.update(
-        broker_transport_options=broker_options, task_default_queue=queue,
-        task_acks_late=True, worker_prefetch_multiplier=1, result_backend=None,
-        task_ignore_result=True, broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=True,
+    app = celery_app(
+        name, broker_url, queue, broker_transport_options=broker_options,
         # recover quickly from anything lost, but not so eagerly that a busy fan-out's
         # legitimately waiting inbox rows are "recovered" all the time
         durable_sweep_interval=1.0, durable_recovery_grace=5.0)
@@ -60,31 +57,28 @@ def env_config(broker_url: str, broker_options: dict[str, Any], store_url: str |
     return env
 
 
-_built: tuple[Celery, Durable] | None = None
+def _from_environment() -> tuple[Celery, Durable]:
+    """The app the ``DURABLE_E2E_*`` variables describe; its pool processes keep counters."""
+    built = make_app(
+        os.environ.get(ENV_BROKER, "filesystem://"),
+        json.loads(os.environ.get(ENV_BROKER_OPTIONS) or "{}"),
+        os.environ.get(ENV_STORE) or None,
+        os.environ.get(ENV_QUEUE, "durable-e2e-workers"),
+    )
+    task_postrun.connect(_dump_counters, weak=False)
+    return built
 
 
-def __getattr__(name: str) -> Any:
-    """``app`` and ``durable``, built from the environment on first access (``celery -A``
-    looks ``app`` up), so that the test process can import `make_app` without building one."""
-    global _built
-    if name not in ("app", "durable"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if _built is None:
-        _built = make_app(
-            os.environ.get(ENV_BROKER, "filesystem://"),
-            json.loads(os.environ.get(ENV_BROKER_OPTIONS) or "{}"),
-            os.environ.get(ENV_STORE) or None,
-            os.environ.get(ENV_QUEUE, "durable-e2e-workers"),
-        )
-        task_postrun.connect(_dump_counters, weak=False)
-    return _built[0] if name == "app" else _built[1]
+#: ``app`` and ``durable``, built from the environment on first access (``celery -A`` looks
+#: ``app`` up), so that the test process can import `make_app` without building one
+__getattr__ = _lazy = LazyApp(__name__, _from_environment)
 
 
 def _dump_counters(**_: Any) -> None:
     folder = os.environ.get(ENV_COUNTERS)
-    if not folder or _built is None:
+    if not folder or _lazy.built is None:
         return
-    runner = _built[1].runner
+    runner = _lazy.built[1].runner
     data = json.dumps({"pid": os.getpid(), "episodes": runner.episodes,
                        "events_processed": runner.events_processed,
                        "hits": runner.cache.hits, "misses": runner.cache.misses})

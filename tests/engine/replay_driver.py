@@ -19,11 +19,15 @@ from celery_durable.engine import (
     FailureDetails,
     HistoryEvent,
     Orchestration,
+    OrchestrationStatus,
     TerminateOrchestration,
     action_to_json,
     execute,
 )
 from celery_durable.engine import history as h
+
+#: the engine tests' short name for OrchestrationStatus
+Status = OrchestrationStatus
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 SEC = timedelta(seconds=1)

@@ -7,6 +7,7 @@ from typing import Any
 from replay_driver import (
     T0,
     Driver,
+    Status,
     done,
     event_key,
     kinds,
@@ -16,10 +17,8 @@ from replay_driver import (
     suspend,
 )
 
-from celery_durable.engine import Orchestration, OrchestrationContext, OrchestrationStatus
+from celery_durable.engine import Orchestration, OrchestrationContext
 from celery_durable.engine import history as h
-
-Status = OrchestrationStatus
 
 
 def _counter(ctx: OrchestrationContext, n: int) -> Any:

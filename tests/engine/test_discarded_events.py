@@ -9,6 +9,7 @@ import pytest
 from replay_driver import (
     T0,
     Driver,
+    Status,
     done,
     failed,
     fired,
@@ -18,10 +19,8 @@ from replay_driver import (
     sub_failed,
 )
 
-from celery_durable.engine import HistoryEvent, OrchestrationContext, OrchestrationStatus
+from celery_durable.engine import HistoryEvent, OrchestrationContext
 from celery_durable.engine import history as h
-
-Status = OrchestrationStatus
 
 
 def _pair(ctx: OrchestrationContext, _: Any) -> Any:

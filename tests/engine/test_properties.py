@@ -20,7 +20,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from replay_driver import Driver, kinds, raised, resume, started, suspend
+from replay_driver import Driver, Status, kinds, raised, resume, started, suspend
 
 from celery_durable.engine import (
     Action,
@@ -28,7 +28,6 @@ from celery_durable.engine import (
     FailureDetails,
     HistoryEvent,
     OrchestrationContext,
-    OrchestrationStatus,
     RetryPolicy,
     ScheduleActivity,
     ScheduleSubOrchestration,
@@ -36,7 +35,6 @@ from celery_durable.engine import (
 from celery_durable.engine import history as h
 from celery_durable.errors import TaskFailedError
 
-Status = OrchestrationStatus
 Step = tuple[Any, ...]
 EVENT_NAMES = ["approve", "Approve", "other"]
 

@@ -10,6 +10,7 @@ from replay_driver import (
     SEC,
     T0,
     Driver,
+    Status,
     done,
     failed,
     fired,
@@ -22,15 +23,12 @@ from replay_driver import (
 from celery_durable.engine import (
     CreateTimer,
     OrchestrationContext,
-    OrchestrationStatus,
     RetryPolicy,
     ScheduleActivity,
     ScheduleSubOrchestration,
 )
 from celery_durable.engine import history as h
 from celery_durable.errors import TaskFailedError
-
-Status = OrchestrationStatus
 
 
 def _retrying(policy: RetryPolicy, name: str = "flaky") -> Any:

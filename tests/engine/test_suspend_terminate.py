@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from replay_driver import (
     Driver,
+    Status,
     done,
     fired,
     kinds,
@@ -22,13 +23,10 @@ from replay_driver import (
 from celery_durable.engine import (
     CreateTimer,
     OrchestrationContext,
-    OrchestrationStatus,
     ScheduleActivity,
     TerminateOrchestration,
 )
 from celery_durable.engine import history as h
-
-Status = OrchestrationStatus
 
 
 def _three_steps(ctx: OrchestrationContext, _: Any) -> Any:

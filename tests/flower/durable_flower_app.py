@@ -14,9 +14,9 @@ worker runs nothing but them.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from celery import Celery
+from workers import LazyApp, celery_app
 
 from celery_durable import Durable, activity, orchestrator, when_all
 
@@ -49,11 +49,8 @@ def fan_out_then_total(ctx, n):
 def make_app(broker_url: str, store_url: str, queue: str,
              name: str = "durable-flower") -> tuple[Celery, Durable]:
     """The app (and its Durable) that the worker, Flower and the test's client share."""
-    app = Celery(name, broker=broker_url, set_as_current=False)
-    app.conf.update(
-        task_default_queue=queue, task_acks_late=True, worker_prefetch_multiplier=1,
-        result_backend=None, task_ignore_result=True, broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=True, durable_sweep_interval=1.0, durable_recovery_grace=5.0)
+    app = celery_app(name, broker_url, queue, durable_sweep_interval=1.0,
+                     durable_recovery_grace=5.0)
     return app, Durable(app, store_url=store_url)
 
 
@@ -62,15 +59,11 @@ def env_config(broker_url: str, store_url: str, queue: str) -> dict[str, str]:
     return {ENV_BROKER: broker_url, ENV_STORE: store_url, ENV_QUEUE: queue}
 
 
-_built: tuple[Celery, Durable] | None = None
+def _from_environment() -> tuple[Celery, Durable]:
+    """The app the ``DURABLE_FLOWER_*`` variables describe."""
+    return make_app(os.environ[ENV_BROKER], os.environ[ENV_STORE], os.environ[ENV_QUEUE])
 
 
-def __getattr__(name: str) -> Any:
-    """``app`` and ``durable``, built from the environment on first access (``celery -A``
-    looks ``app`` up), so that the test process can import `make_app` without building one."""
-    global _built
-    if name not in ("app", "durable"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if _built is None:
-        _built = make_app(os.environ[ENV_BROKER], os.environ[ENV_STORE], os.environ[ENV_QUEUE])
-    return _built[0] if name == "app" else _built[1]
+#: ``app`` and ``durable``, built from the environment on first access (``celery -A`` looks
+#: ``app`` up), so that the test process can import `make_app` without building one
+__getattr__ = LazyApp(__name__, _from_environment)

@@ -16,10 +16,7 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -32,7 +29,7 @@ from typing import Any
 
 import durable_flower_app as fa
 import pytest
-from kombu import Connection
+import workers
 from services import REDIS_URL, database, require
 
 from celery_durable import Durable, OrchestrationStatus
@@ -46,37 +43,8 @@ EPISODE_TASK = "celery_durable.episode"
 USER = "durable"
 READY_TIMEOUT = 30.0
 SEEN_TIMEOUT = 10.0
-
-
-class Process:
-    """One subprocess started by this test, its output in a log file."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.name = name
-        self.log_path = cwd / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise RuntimeError(f"{self.name} exited with code {code}; its log:\n{self.log()}")
-
-    def stop(self) -> None:
-        """SIGTERM and wait; SIGKILL the process group it leads (started by us) if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self._log.close()
+#: how long a subprocess may take to stop before its process group is killed
+STOP_TIMEOUT = 10.0
 
 
 @dataclass
@@ -86,11 +54,11 @@ class Setup:
     base_url: str
     password: str
     durable: Durable
-    worker: Process
-    flower: Process
+    worker: workers.WorkerProcess
+    flower: workers.CeleryProcess
 
     @property
-    def processes(self) -> list[Process]:
+    def processes(self) -> list[workers.CeleryProcess]:
         return [self.worker, self.flower]
 
     def get(self, path: str, auth: tuple[str, str] | None | bool = True,
@@ -114,29 +82,12 @@ class Setup:
 
     def poll(self, what: str, check: Callable[[], Any], deadline: float) -> Any:
         """Call ``check`` until it returns something truthy; fail at ``deadline``."""
-        last: Any = None
-        while True:
-            for process in self.processes:
-                process.check_alive()
-            try:
-                last = check()
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                last = exc
-            if last and not isinstance(last, Exception):
-                return last
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within the deadline; last answer: {last!r}")
-            time.sleep(0.1)
+        return workers.wait_until(what, check, deadline, self.processes,
+                                  retry_on=(urllib.error.URLError, ConnectionError, TimeoutError))
 
-    @contextlib.contextmanager
-    def logs_on_failure(self) -> Iterator[None]:
-        try:
-            yield
-        except BaseException:
-            for process in self.processes:
-                print(f"\n===== log of {process.name} ({process.log_path}) =====")
-                print(process.log())
-            raise
+    def logs_on_failure(self) -> contextlib.AbstractContextManager[None]:
+        """Print the worker's and Flower's logs if the block fails."""
+        return workers.logs_on_failure(self.processes)
 
 
 def _free_port() -> int:
@@ -145,19 +96,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _delete_queue(queue: str) -> None:
-    with contextlib.suppress(Exception), Connection(BROKER_URL, connect_timeout=5) as conn:
-        conn.default_channel.queue_delete(queue)
-
-
 def _environment(extra: dict[str, str]) -> dict[str, str]:
     # no FLOWER_* settings of the caller (FLOWER_UNAUTHENTICATED_API would open the API)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
-    env.update(extra)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(FLOWER_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    return workers.subprocess_env(extra, [FLOWER_DIR, FLOWER_DIR.parent], base=base)
 
 
 @pytest.fixture(scope="module")
@@ -172,18 +114,20 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         port = _free_port()
         _app, durable = fa.make_app(BROKER_URL, store_url, queue, name="durable-flower-client")
         env = _environment(fa.env_config(BROKER_URL, store_url, queue))
-        celery = [sys.executable, "-m", "celery", "-A", "durable_flower_app:app"]
-        processes: list[Process] = []
+        app = "durable_flower_app:app"
+        processes: list[workers.CeleryProcess] = []
         try:
-            processes.append(Process("flower", [
-                *celery, "flower", f"--port={port}", "--address=127.0.0.1",
-                f"--basic-auth={USER}:{password}"], env, tmp))
-            processes.append(Process("worker", [
-                *celery, "worker", "-E", "--pool", "prefork", "--concurrency", "2",
-                "--loglevel", "INFO", "--hostname", node, "--without-gossip",
-                "--without-mingle"], env, tmp))
+            flower = workers.CeleryProcess("flower", app, [
+                "flower", f"--port={port}", "--address=127.0.0.1",
+                f"--basic-auth={USER}:{password}"], env=env, cwd=tmp,
+                log_path=tmp / "flower.log", stop_timeout=STOP_TIMEOUT)
+            processes.append(flower)
+            worker = workers.WorkerProcess(app, node, options=["-E"], name="worker", env=env,
+                                           cwd=tmp, log_path=tmp / "worker.log",
+                                           stop_timeout=STOP_TIMEOUT)
+            processes.append(worker)
             s = Setup(queue, node, f"http://127.0.0.1:{port}", password, durable,
-                      worker=processes[1], flower=processes[0])
+                      worker=worker, flower=flower)
             with s.logs_on_failure():
                 # ready: Flower answers, and its event receiver has heard our worker
                 s.poll("Flower lists the worker alive",
@@ -193,10 +137,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             print(f"\nworker and Flower ready in {time.monotonic() - started:.1f}s")
             yield s
         finally:
-            for process in processes:
-                process.stop()
+            workers.stop_all(processes)
             durable.store.dispose()
-            _delete_queue(queue)
+            workers.delete_queue(BROKER_URL, queue)
 
 
 def test_api_refuses_requests_without_valid_credentials(setup: Setup) -> None:

@@ -17,18 +17,15 @@ import time
 from collections import Counter
 from typing import Any
 
-from celery import Celery, signals
+from celery import signals
 from celery.worker.control import control_command
 from versioned_workflows import declare
+from workers import celery_app
 
 from celery_durable import Durable, VersioningOptions
 
-app = Celery("versioned", broker=os.environ["VERSIONED_BROKER"], set_as_current=False)
-app.conf.update(
-    task_default_queue=os.environ["VERSIONED_QUEUE"], task_acks_late=True,
-    worker_prefetch_multiplier=1, result_backend=None, task_ignore_result=True,
-    broker_connection_retry_on_startup=True, worker_hijack_root_logger=True,
-    durable_sweep_interval=0.5, durable_recovery_grace=1.0)
+app = celery_app("versioned", os.environ["VERSIONED_BROKER"], os.environ["VERSIONED_QUEUE"],
+                 durable_sweep_interval=0.5, durable_recovery_grace=1.0)
 version = os.environ["WORKER_VERSION"]
 durable = Durable(app, store_url=os.environ["VERSIONED_STORE"], versioning=VersioningOptions(
     version=version, default_version=version, match_strategy=os.environ["WORKER_MATCH"],
