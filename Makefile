@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest clean docs
+.PHONY: venv demo test lint typecheck pytest docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(PY) -m example_project.demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check celery_durable tests example_project
+	$(VENV)/bin/ruff check celery_durable tests example_project bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -29,6 +29,10 @@ test: lint typecheck pytest
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
+
+bench: $(STAMP)
+	$(PY) bench/seq.py 100
+	$(PY) bench/seq.py 1000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
