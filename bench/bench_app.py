@@ -131,10 +131,7 @@ def _dump_counters(sender: Any = None, task_id: str = "", **_: Any) -> None:
     if not folder or _lazy.built is None:
         return
     runner = _lazy.built[1].runner
-    data = json.dumps({"pid": os.getpid(), "episodes": runner.episodes,
-                       "events_processed": runner.events_processed,
-                       "hits": runner.cache.hits, "misses": runner.cache.misses,
-                       "tasks": _tasks})
+    data = json.dumps({"pid": os.getpid(), **runner.counters(), "tasks": _tasks})
     path = os.path.join(folder, f"{os.getpid()}.json")
     with open(path + ".tmp", "w") as f:
         f.write(data)

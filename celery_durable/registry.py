@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from celery_durable.errors import UnknownNameError
 
@@ -81,22 +81,23 @@ class Registry:
             listener(definition)
 
     def orchestrator(self, name: str) -> OrchestratorDef:
-        try:
-            return self.orchestrators[name]
-        except KeyError:
-            known = ", ".join(sorted(self.orchestrators)) or "none"
-            raise UnknownNameError(f"no orchestrator is registered as {name!r} (registered: "
-                                   f"{known}); decorate it with @orchestrator and import its "
-                                   "module in the worker") from None
+        return _lookup(self.orchestrators, name, "orchestrator")
 
     def activity(self, name: str) -> ActivityDef:
-        try:
-            return self.activities[name]
-        except KeyError:
-            known = ", ".join(sorted(self.activities)) or "none"
-            raise UnknownNameError(f"no activity is registered as {name!r} (registered: "
-                                   f"{known}); decorate it with @activity and import its "
-                                   "module in the worker") from None
+        return _lookup(self.activities, name, "activity")
+
+
+D = TypeVar("D", OrchestratorDef, ActivityDef)
+
+
+def _lookup(table: dict[str, D], name: str, kind: str) -> D:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table)) or "none"
+        raise UnknownNameError(f"no {kind} is registered as {name!r} (registered: {known}); "
+                               f"decorate it with @{kind} and import its module in the "
+                               "worker") from None
 
 
 def _qualname(fn: Callable[..., Any]) -> str:

@@ -80,6 +80,12 @@ class EpisodeRunner:
         self.rejected = 0
         self.events_processed = 0
 
+    def counters(self) -> dict[str, int]:
+        """This process' episode and cache counters (for structural-cost tests and benches)."""
+        return {"episodes": self.episodes, "rejected": self.rejected,
+                "events_processed": self.events_processed, "hits": self.cache.hits,
+                "misses": self.cache.misses}
+
     def run(self, instance_id: str, extra: Sequence[InboxItem] = (), *, wait: bool = False,
             now: datetime | None = None, rejections: int = 0) -> bool:
         """Run one episode; False when another worker holds the instance (``extra`` is then in
