@@ -128,7 +128,7 @@ class EpisodeRunner:
             logger.exception("publishing %d message(s) failed; the sweeper will retry",
                              len(outbox))
             return
-        self.durable.store.delete_outbox(ids)
+        self.durable.store.acknowledge_outbox(ids)
 
     # -- planning --------------------------------------------------------------------------------
     def _plan(self, ep: Episode, now: datetime) -> _Plan | _Rejected | None:

@@ -4,18 +4,21 @@ SQLite: WAL, a 30 s busy timeout, foreign keys on, and SQLAlchemy's documented r
 takes transaction control away from pysqlite so that every write transaction starts with
 ``BEGIN IMMEDIATE`` (the write lock is taken up front: no "database is locked" on a lock upgrade).
 Read-only transactions (connections marked with `READ_ONLY`) start with a plain ``BEGIN`` and so
-never wait for writers. PostgreSQL and MySQL/MariaDB: ``pool_pre_ping``; MySQL/MariaDB also run
-at READ COMMITTED (no gap locks, and a re-read inside an episode sees rows committed since).
+never wait for writers. PostgreSQL and MySQL/MariaDB: a pooled connection idle for more than
+`PING_AFTER` seconds is pinged before use (SQLAlchemy's ``pool_pre_ping`` would cost every
+transaction of the hot path a round trip); MySQL/MariaDB also run at READ COMMITTED (no gap
+locks, and a re-read inside an episode sees rows committed since).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import Connection, make_url
 
 #: Execution option marking a connection whose transaction only reads.
@@ -23,6 +26,8 @@ READ_ONLY = "durable_read_only"
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql", "mysql")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: seconds a pooled connection may sit idle before it is pinged on checkout
+PING_AFTER = 1.0
 
 
 def dialect_of(url: str) -> str:
@@ -44,9 +49,32 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if dialect == "mysql":
-        return create_engine(url, pool_pre_ping=True, pool_recycle=3600,
-                             isolation_level="READ COMMITTED")
-    return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_recycle=3600, isolation_level="READ COMMITTED")
+    else:
+        engine = create_engine(url)
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def _note_checkin(dbapi_connection: Any, connection_record: Any) -> None:
+    connection_record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, connection_record: Any, proxy: Any) -> None:
+    # A connection used moments ago is alive as far as a ping could tell; one that sat idle may
+    # have been closed by a database restart. DisconnectionError makes the pool replace it.
+    idle_since = connection_record.info.get("checked_in_at")
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+    except Exception as error:
+        raise exc.DisconnectionError(f"stale pooled connection: {error}") from error
 
 
 def _sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:

@@ -7,6 +7,8 @@ import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
@@ -27,9 +29,19 @@ from celery_durable.store.records import (
     to_db_time,
 )
 from celery_durable.store.schema import history, inbox, instances, outbox, timers
-from celery_durable.store.writes import chunks, create_instances, inbox_rows, insert_inbox
+from celery_durable.store.writes import (
+    CHUNK,
+    chunks,
+    create_instances,
+    inbox_rows,
+    insert_inbox,
+)
 
 log = logging.getLogger(__name__)
+
+#: Most history or outbox rows a PostgreSQL commit writes in its single statement (bigger
+#: episodes, e.g. wide fan-outs, use one statement per table, batched by SQLAlchemy).
+ONE_STATEMENT_ROWS = 200
 
 # The hot path's statements, built once (SQLAlchemy then reuses their compiled forms).
 _INBOX_COLUMNS = (inbox.c.id, inbox.c.dedup_key, inbox.c.execution_id, inbox.c.event)
@@ -64,12 +76,15 @@ class Episode:
     commits; an extra item whose dedup key is already stored is left out). Statements run in the
     episode's transaction, committed when its block exits. `commit` may be called again (e.g.
     after `recheck_inbox` found more); ``instance`` always reflects what was written.
-    ``refused_children`` lists child ids a live instance already held.
+    ``refused_children`` lists child ids a live instance already held. ``outbox_acks`` are ids
+    of published outbox rows (of any instance) that the first commit deletes.
     """
 
     def __init__(self, conn: Connection, dialect: str, instance: InstanceRecord,
-                 stored: list[InboxRow], extra: list[InboxItem]) -> None:
+                 stored: list[InboxRow], extra: list[InboxItem],
+                 outbox_acks: Sequence[int] = ()) -> None:
         self._conn = conn
+        self.outbox_acks = list(outbox_acks)
         self._dialect = dialect
         self._max_id = max((row.id for row in stored if row.id is not None), default=0)
         seen = {row.dedup_key for row in stored}
@@ -134,12 +149,6 @@ class Episode:
                           version=started.data.get("version"))
         first_seq = 0 if outcome.new_execution is not None else inst.history_len
         _check_seqs(iid, outcome.new_events, first_seq)
-        if outcome.new_events:
-            conn.execute(_INSERT_HISTORY, [history_row(iid, execution_id, event)
-                                           for event in outcome.new_events])
-        consumed = [i for i in outcome.consumed_inbox_ids if i is not None]
-        for part in chunks(consumed):
-            conn.execute(delete(inbox).where(inbox.c.instance_id == iid, inbox.c.id.in_(part)))
         if outcome.delete_timers:
             conn.execute(delete(timers).where(timers.c.instance_id == iid))
         if outcome.timers:
@@ -149,7 +158,6 @@ class Episode:
                  "dispatched_at": None if timer.dispatched_at is None
                  else to_db_time(timer.dispatched_at)}
                 for timer in outcome.timers])
-        outbox_ids = self._insert_outbox(outcome.outbox, at)
         if outcome.children:
             created = create_instances(conn, self._dialect, outcome.children, at)
             self.refused_children.extend(rec.instance_id for (rec, _), ok
@@ -164,7 +172,17 @@ class Episode:
                                      else dumps(outcome.custom_status)),
                       completed_at=completed_at, history_len=history_len,
                       updated_at=to_db_time(at))
-        conn.execute(_UPDATE_INSTANCE, {"b_iid": iid, **values})
+        rows = _Rows(
+            history=[history_row(iid, execution_id, event) for event in outcome.new_events],
+            consumed=[i for i in outcome.consumed_inbox_ids if i is not None],
+            acked=self.outbox_acks,
+            outbox=[{"instance_id": iid, "message": dumps(message), "created_at": to_db_time(at)}
+                    for message in outcome.outbox])
+        self.outbox_acks = []
+        if self._dialect == "postgresql" and rows.fit_one_statement():
+            outbox_ids = _write_in_one_statement(conn, iid, values, rows)
+        else:
+            outbox_ids = self._write_statements(iid, values, rows)
         self.instance = dataclasses.replace(
             inst, status=OrchestrationStatus(values["status"]), output=outcome.output,
             failure=outcome.failure_dict(),
@@ -176,12 +194,21 @@ class Episode:
             updated_at=from_db_time(values["updated_at"]))
         return outbox_ids
 
-    def _insert_outbox(self, messages: list[dict[str, Any]], at: Any) -> list[int]:
-        if not messages:
+    def _write_statements(self, iid: str, values: dict[str, Any], rows: _Rows) -> list[int]:
+        conn = self._conn
+        if rows.history:
+            conn.execute(_INSERT_HISTORY, rows.history)
+        for part in chunks(rows.consumed):
+            conn.execute(delete(inbox).where(inbox.c.instance_id == iid, inbox.c.id.in_(part)))
+        for part in chunks(rows.acked):
+            conn.execute(delete(outbox).where(outbox.c.id.in_(part)))
+        outbox_ids = self._insert_outbox(rows.outbox)
+        conn.execute(_UPDATE_INSTANCE, {"b_iid": iid, **values})
+        return outbox_ids
+
+    def _insert_outbox(self, rows: list[dict[str, Any]]) -> list[int]:
+        if not rows:
             return []
-        created = to_db_time(at)
-        rows = [{"instance_id": self.instance.instance_id, "message": dumps(message),
-                 "created_at": created} for message in messages]
         if len(rows) == 1:
             key = self._conn.execute(insert(outbox), rows[0]).inserted_primary_key
             assert key is not None
@@ -190,6 +217,71 @@ class Episode:
             return sorted(int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS_SQLITE, rows)
                           .scalars())
         return [int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS, rows).scalars()]
+
+
+@dataclass
+class _Rows:
+    """The rows an episode's commit inserts or deletes besides the instance's update."""
+
+    history: list[dict[str, Any]]
+    consumed: list[int]
+    acked: list[int]
+    outbox: list[dict[str, Any]]
+
+    def fit_one_statement(self) -> bool:
+        return (len(self.history) <= ONE_STATEMENT_ROWS and len(self.outbox) <= ONE_STATEMENT_ROWS
+                and len(self.consumed) <= CHUNK and len(self.acked) <= CHUNK)
+
+
+def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any],
+                            rows: _Rows) -> list[int]:
+    """PostgreSQL: the history insert, the inbox and outbox deletes, the outbox insert and the
+    instance's update as one statement (data-modifying CTEs): one round trip for a step."""
+    sql = _one_statement_sql(tuple(sorted(values)), len(rows.history), bool(rows.consumed),
+                             bool(rows.acked), len(rows.outbox))
+    params: dict[str, Any] = {"b_iid": iid, "consumed": rows.consumed, "acked": rows.acked}
+    params.update((f"v_{column}", value) for column, value in values.items())
+    for prefix, table_rows in (("h", rows.history), ("o", rows.outbox)):
+        for i, row in enumerate(table_rows):
+            params.update((f"{prefix}{i}_{column}", value) for column, value in row.items())
+    result = conn.exec_driver_sql(sql, params)
+    if not rows.outbox:
+        return []
+    return sorted(int(i) for i in result.scalar_one())
+
+
+@lru_cache(maxsize=512)
+def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool, acked: bool,
+                       n_outbox: int) -> str:
+    # SQL text built once per shape: SQLAlchemy does not cache the compiled form of statements
+    # with data-modifying CTEs, and compiling one costs more than the round trips it saves.
+    ctes = []
+    if n_history:
+        ctes.append(f"new_history AS ({_insert_sql(history.name, _HISTORY_COLUMNS, 'h', n_history)})")
+    if consumed:
+        ctes.append(f"consumed AS (DELETE FROM {inbox.name} WHERE instance_id = %(b_iid)s "
+                    "AND id = ANY(%(consumed)s))")
+    if acked:
+        ctes.append(f"acked AS (DELETE FROM {outbox.name} WHERE id = ANY(%(acked)s))")
+    if n_outbox:
+        ctes.append(f"new_outbox AS ({_insert_sql(outbox.name, _OUTBOX_COLUMNS, 'o', n_outbox)}"
+                    " RETURNING id)")
+    sets = ", ".join(f"{column} = %(v_{column})s" for column in columns)
+    sql = f"UPDATE {instances.name} SET {sets} WHERE instance_id = %(b_iid)s"
+    if n_outbox:
+        sql += " RETURNING (SELECT array_agg(id) FROM new_outbox)"
+    return f"WITH {', '.join(ctes)} {sql}" if ctes else sql
+
+
+_HISTORY_COLUMNS = ("instance_id", "execution_id", "seq", "kind", "timestamp", "task_id", "name",
+                    "data")
+_OUTBOX_COLUMNS = ("instance_id", "message", "created_at")
+
+
+def _insert_sql(table: str, columns: tuple[str, ...], prefix: str, n: int) -> str:
+    rows = ", ".join("(" + ", ".join(f"%({prefix}{i}_{c})s" for c in columns) + ")"
+                     for i in range(n))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {rows}"
 
 
 def _check_seqs(instance_id: str, events: list[HistoryEvent], first: int) -> None:
@@ -203,7 +295,7 @@ def _check_seqs(instance_id: str, events: list[HistoryEvent], first: int) -> Non
 
 @contextmanager
 def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[InboxItem],
-                wait: bool = False) -> Iterator[Episode | None]:
+                wait: bool = False, outbox_acks: Sequence[int] = ()) -> Iterator[Episode | None]:
     """Lock ``instance_id`` and yield its `Episode`, or None if another transaction holds it
     (with ``wait``, wait for that transaction to end instead; SQLite always waits).
 
@@ -216,15 +308,13 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
     with engine.connect() as conn:
         tx = conn.begin()
         try:
-            query = _READ_INSTANCE if dialect == "sqlite" else _LOCK_INSTANCE[not wait]
-            row = conn.execute(query, {"iid": instance_id}).mappings().first()
+            row, stored = _lock(conn, dialect, instance_id, wait)
             if row is None:
                 _locked_elsewhere(conn, dialect, instance_id, items)
                 tx.commit()
             else:
-                stored = [InboxRow.from_row(r) for r in conn.execute(
-                    _READ_INBOX, {"iid": instance_id}).mappings()]
-                episode = Episode(conn, dialect, InstanceRecord.from_row(row), stored, items)
+                episode = Episode(conn, dialect, InstanceRecord.from_row(row), stored, items,
+                                  outbox_acks)
         except BaseException:
             tx.rollback()
             raise
@@ -245,6 +335,23 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
             insert_inbox(conn, dialect, inbox_rows(((instance_id, i) for i in episode.extra),
                                                    now()))
         tx.commit()
+
+
+def _lock(conn: Connection, dialect: str, instance_id: str,
+          wait: bool) -> tuple[Any, list[InboxRow]]:
+    """The locked instance's row (None if locked elsewhere, or unknown) and its inbox rows.
+
+    The inbox is read by a statement of its own, after the lock is held: under READ COMMITTED a
+    statement that waited for (or raced) the previous holder's commit locks the instance's new
+    row version but would read every other table from its older snapshot, rows the holder
+    consumed included.
+    """
+    params = {"iid": instance_id}
+    query = _READ_INSTANCE if dialect == "sqlite" else _LOCK_INSTANCE[not wait]
+    row = conn.execute(query, params).mappings().first()
+    if row is None:
+        return None, []
+    return row, [InboxRow.from_row(r) for r in conn.execute(_READ_INBOX, params).mappings()]
 
 
 def _locked_elsewhere(conn: Connection, dialect: str, instance_id: str,

@@ -4,6 +4,7 @@ out (instance records, inbox rows, timers), and their conversion to and from tab
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -164,7 +165,7 @@ class InboxRow:
     event: HistoryEvent
 
     @classmethod
-    def from_row(cls, m: RowMapping) -> InboxRow:
+    def from_row(cls, m: Mapping[Any, Any]) -> InboxRow:
         return cls(id=m["id"], dedup_key=m["dedup_key"], execution_id=m["execution_id"],
                    event=HistoryEvent.from_json(loads(m["event"])))
 

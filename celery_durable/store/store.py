@@ -26,6 +26,7 @@ from celery_durable.store.engine import (
 )
 from celery_durable.store.episode import Episode, run_episode
 from celery_durable.store.migrate import upgrade_schema
+from celery_durable.store.outbox_acks import OutboxAcks
 from celery_durable.store.records import (
     InboxItem,
     InstanceRecord,
@@ -69,6 +70,7 @@ class Store:
         self._schema_ready: set[int] = set()
         self._counter = StatementCounter()
         self._local = threading.local()  # .episodes: episodes open in this thread
+        self.outbox_acks = OutboxAcks(self.delete_outbox)
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -169,16 +171,23 @@ class Store:
         `OrchestrationNotFoundError` for an unknown instance. See `Episode` and `run_episode`.
         """
         self._no_nested_write("an episode")
-        return self._track(run_episode(self._ready(), self.dialect, instance_id, extra, wait))
+        return self._track(instance_id, extra, wait)
 
     @contextmanager
-    def _track(self, episode: AbstractContextManager[Episode | None]) -> Iterator[Episode | None]:
+    def _track(self, instance_id: str, extra: Sequence[InboxItem],
+               wait: bool) -> Iterator[Episode | None]:
+        engine = self._ready()
         self._local.episodes = getattr(self._local, "episodes", 0) + 1
+        acks = self.outbox_acks.take()  # deleted by this episode's commit, if it commits
+        committed = False
         try:
-            with episode as ep:
+            with run_episode(engine, self.dialect, instance_id, extra, wait, acks) as ep:
                 yield ep
+                committed = ep is not None and ep.committed
         finally:
             self._local.episodes -= 1
+            if not committed:
+                self.outbox_acks.restore(acks)
 
     def _no_nested_write(self, what: str) -> None:
         open_episodes: int = getattr(self._local, "episodes", 0)
@@ -329,8 +338,13 @@ class Store:
         with self._read() as conn:
             return [(int(i), iid, loads(message)) for i, iid, message in conn.execute(query)]
 
+    def acknowledge_outbox(self, ids: Sequence[int]) -> None:
+        """Mark outbox messages published: this process deletes them with its next episode's
+        commit, or within a second in a transaction of their own (see `OutboxAcks`)."""
+        self.outbox_acks.add(ids)
+
     def delete_outbox(self, ids: Sequence[int]) -> None:
-        """Delete published outbox messages."""
+        """Delete published outbox messages now."""
         if not ids:
             return
         with self._write() as conn:

@@ -1,0 +1,179 @@
+"""The hot path's mechanisms: deferred outbox deletes, PostgreSQL's one-statement commit, and
+pinging only connections that sat idle."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DisconnectionError
+from store_helpers import RUNNING, at, now, running
+
+from celery_durable.engine import history as h
+from celery_durable.store import EpisodeCommit, InboxItem, Store
+from celery_durable.store.engine import PING_AFTER, _ping_if_idle
+from celery_durable.store.episode import ONE_STATEMENT_ROWS
+from celery_durable.store.outbox_acks import OutboxAcks
+from celery_durable.store.schema import outbox
+
+
+def outbox_ids(store: Store) -> list[int]:
+    with store.engine.connect() as conn:
+        return sorted(conn.execute(select(outbox.c.id)).scalars())
+
+
+def step(store: Store, instance_id: str, messages: int = 1) -> list[int]:
+    """One episode appending a TaskScheduled and ``messages`` outbox rows; the new outbox ids."""
+    with store.episode(instance_id) as ep:
+        assert ep is not None
+        seq = ep.instance.history_len
+        event = h.HistoryEvent(seq, h.TASK_SCHEDULED, now(), seq, "act", None)
+        return ep.commit(EpisodeCommit(status=RUNNING, new_events=[event],
+                                       outbox=[{"n": i} for i in range(messages)]))
+
+
+def test_acknowledged_rows_are_deleted_by_the_next_commit(store: Store) -> None:
+    running(store, "a")
+    running(store, "b")
+    first = step(store, "a", messages=2)
+    store.acknowledge_outbox(first)
+    assert store.outbox_acks.pending() == 2
+    with store.statement_count() as count:
+        second = step(store, "b")  # another instance's episode deletes them
+    assert outbox_ids(store) == second and store.outbox_acks.pending() == 0
+    if store.dialect == "postgresql":  # inside the commit's single statement
+        assert len(count.statements) == 3 and "acked AS (DELETE" in count.statements[-1]
+
+
+def test_acknowledged_rows_survive_an_episode_that_does_not_commit(store: Store) -> None:
+    running(store, "a")
+    ids = step(store, "a")
+    store.acknowledge_outbox(ids)
+    with store.episode("a") as ep:  # read-only: nothing committed
+        assert ep is not None
+    with pytest.raises(RuntimeError), store.episode("a") as ep:
+        raise RuntimeError("the episode failed")
+    assert store.outbox_acks.pending() == 1 and outbox_ids(store) == ids
+    store.outbox_acks.flush()
+    assert outbox_ids(store) == [] and store.outbox_acks.pending() == 0
+
+
+def test_a_quiet_process_deletes_acknowledged_rows_on_its_own(store: Store) -> None:
+    running(store, "a")
+    ids = step(store, "a")
+    store.acknowledge_outbox(ids)
+    deadline = time.monotonic() + 10
+    while outbox_ids(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert outbox_ids(store) == []
+
+
+def test_outbox_acks_belong_to_the_process_that_made_them() -> None:
+    deleted: list[list[int]] = []
+    acks = OutboxAcks(deleted.append, delay=60)
+    acks.add([1, 2])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child has none of its parent's ids to delete
+        os.write(write, str(acks.pending()).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 10) == b"0"
+    assert acks.take() == [1, 2]
+    acks.restore([2])
+    acks.flush()
+    assert deleted == [[2]]
+
+
+def test_a_failed_deferred_delete_leaves_the_rows_to_the_sweeper() -> None:
+    def fail(ids: list[int]) -> None:
+        raise ConnectionError("database down")
+
+    acks = OutboxAcks(fail, delay=60)
+    acks.add([5])
+    acks.flush()  # logged, not raised
+    assert acks.pending() == 0
+
+
+@pytest.mark.parametrize("events", [1, ONE_STATEMENT_ROWS, ONE_STATEMENT_ROWS + 1])
+def test_commits_of_every_size_write_everything(store: Store, events: int) -> None:
+    running(store, "wide")
+    for i in range(3):
+        store.append_inbox("wide", [InboxItem(f"e{i}", h.event_raised("e", i, now()))])
+    old = step(store, "wide")
+    store.acknowledge_outbox(old)
+    with store.episode("wide") as ep:
+        assert ep is not None and len(ep.inbox) == 3
+        seq = ep.instance.history_len
+        new = [h.HistoryEvent(seq + i, h.TASK_SCHEDULED, now(), seq + i, "act", {"i": i})
+               for i in range(events)]
+        ids = ep.commit(EpisodeCommit(
+            status=RUNNING, new_events=new, custom_status={"events": events},
+            consumed_inbox_ids=[r.id or 0 for r in ep.inbox],
+            outbox=[{"i": i} for i in range(events)]))
+    assert len(ids) == events and outbox_ids(store) == sorted(ids)
+    assert [m["i"] for _, _, m in store.pending_outbox(at(10**9), events + 5)] == \
+        list(range(events))
+    got = store.get_instance("wide")
+    assert got is not None and got.history_len == seq + events
+    assert got.custom_status == {"events": events}
+    assert [e.data for e in store.get_history("wide")[seq:]] == [{"i": i} for i in range(events)]
+    with store.episode("wide") as ep:
+        assert ep is not None and ep.inbox == []
+
+
+def test_a_connection_killed_while_idle_is_replaced(store: Store) -> None:
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite has no server connection to lose")
+    running(store, "a")
+    with store.engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()" if store.dialect == "postgresql"
+                                else "SELECT CONNECTION_ID()")).scalar_one()
+    killer = Store(store.url)
+    with killer.engine.begin() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend({pid})" if store.dialect == "postgresql"
+                          else f"KILL {pid}"))
+    killer.dispose()
+    time.sleep(PING_AFTER + 0.2)
+    assert step(store, "a")  # the pooled connection was dead: pinged, replaced, no error
+
+
+class _Cursor:
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+
+    def execute(self, statement: str) -> None:
+        if self.conn.dead:
+            raise ConnectionError("server closed the connection unexpectedly")
+        self.conn.executed.append(statement)
+
+    def close(self) -> None:
+        pass
+
+
+class _Connection:
+    """Records what a checkout sends; ``dead`` makes it fail as a closed connection does."""
+
+    def __init__(self, dead: bool = False) -> None:
+        self.dead = dead
+        self.executed: list[str] = []
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self)
+
+
+class _Record:
+    def __init__(self, idle: float | None) -> None:
+        self.info = {} if idle is None else {"checked_in_at": time.monotonic() - idle}
+
+
+def test_only_connections_idle_for_a_while_are_pinged() -> None:
+    fresh, busy, idle = _Connection(), _Connection(), _Connection()
+    _ping_if_idle(fresh, _Record(None), None)  # just connected
+    _ping_if_idle(busy, _Record(PING_AFTER / 10), None)
+    _ping_if_idle(idle, _Record(PING_AFTER + 1), None)
+    assert (fresh.executed, busy.executed, idle.executed) == ([], [], ["SELECT 1"])
+    with pytest.raises(DisconnectionError, match="stale pooled connection"):
+        _ping_if_idle(_Connection(dead=True), _Record(PING_AFTER + 1), None)
