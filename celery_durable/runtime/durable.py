@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from sqlalchemy.exc import DBAPIError
 
 from celery_durable.engine import history as h
@@ -232,6 +232,15 @@ def _store_outage_retried(task: Any, instance_id: str) -> Iterator[None]:
         logger.warning("%s for %s: database error (%s); retrying in %.0fs", task.name,
                        instance_id, exc.orig, delay)
         raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _flush_outbox_acks(**_: Any) -> None:
+    """Delete the outbox rows this process published and has not deleted yet (else the sweeper
+    would re-publish them after its recovery grace: harmless duplicates, but needless)."""
+    for durable in list(_by_app.values()):
+        durable.store.outbox_acks.flush()
 
 
 class VersionQueuesStep(bootsteps.Step):

@@ -286,7 +286,7 @@ def _kind(statement: str) -> str:
 
 def test_sql_statements_per_activity_step_are_constant(pg_worker: tuple[Durable, Store]) -> None:
     """A sequence of N activities on PostgreSQL: the statements per extra step are a small
-    constant (<= 10) that does not grow with the history; warm steps never read history."""
+    constant (at most 8, the issue's bound) that does not grow with the history; warm steps never read history."""
     durable, poller = pg_worker
     _count_sequence(durable, poller, 1)  # schema, pools and caches warm
     statements = {n: _count_sequence(durable, poller, n) for n in (10, 40, 70)}
@@ -294,7 +294,7 @@ def test_sql_statements_per_activity_step_are_constant(pg_worker: tuple[Durable,
     per_step = [(counts[b] - counts[a]) / (b - a) for a, b in [(10, 40), (40, 70)]]
     kinds70 = Counter(_kind(s) for s in statements[70])
     print(f"statements: {counts}; per step {per_step}; N=70 by kind: {dict(kinds70)}")
-    assert all(step <= 10 for step in per_step), per_step
+    assert all(step <= 8 for step in per_step), per_step
     assert abs(per_step[1] - per_step[0]) <= 0.5, f"per-step cost grows with history: {per_step}"
     history_reads = kinds70["SELECT durable_history"]
     assert history_reads <= 1, f"history was read {history_reads} times for 70 warm steps"
