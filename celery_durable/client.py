@@ -193,8 +193,8 @@ class DurableClient:
             raise OrchestrationStateError(
                 f"cannot {verb} orchestration {instance_id!r}: it has already ended "
                 f"({record.status.value})")
-        self.store.append_inbox(instance_id, [InboxItem(f"client:{uuid.uuid4().hex}", event)])
-        self.durable.wake(instance_id, record.name)
+        if self.store.deliver(instance_id, [InboxItem(f"client:{uuid.uuid4().hex}", event)]):
+            self.durable.wake(instance_id, record.name)
 
     def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> int:
         """Delete an ended instance (and its sub-orchestrations); returns instances deleted."""

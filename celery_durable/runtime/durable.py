@@ -149,8 +149,9 @@ class Durable:
         return self._client
 
     def record(self, instance_id: str, item: InboxItem, orchestrator: str = "") -> None:
-        """Deliver ``item`` to an instance: run its episode inline, or leave a wake-up."""
-        if not self.runner.run(instance_id, [item]):
+        """Deliver ``item`` to an instance: run its episode inline, or leave a wake-up (unless
+        one is already on its way: wake-ups are coalesced)."""
+        if not self.runner.run(instance_id, [item]) and self.store.request_wakeup(instance_id):
             self.wake(instance_id, orchestrator)
 
     def wake(self, instance_id: str, orchestrator: str | None = None) -> None:

@@ -77,6 +77,24 @@ def _ping_if_idle(dbapi_connection: Any, connection_record: Any, proxy: Any) -> 
         raise exc.DisconnectionError(f"stale pooled connection: {error}") from error
 
 
+#: SQLSTATEs / MySQL error codes of a transaction the database aborted to break a deadlock (or a
+#: serialization failure): running it again is the documented remedy.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+_RETRYABLE_MYSQL_CODES = {1213, 1205}  # deadlock found; lock wait timeout
+
+
+def is_deadlock(error: BaseException) -> bool:
+    """Whether ``error`` (an SQLAlchemy DBAPIError) aborted a transaction to break a deadlock,
+    so that the whole transaction may simply run again."""
+    orig = getattr(error, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] in _RETRYABLE_MYSQL_CODES
+
+
 def _sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
     # Stop pysqlite from emitting BEGIN (and COMMIT before DDL) itself; `_sqlite_begin` does it.
     dbapi_connection.isolation_level = None

@@ -28,7 +28,7 @@ from celery_durable.store.records import (
     now,
     to_db_time,
 )
-from celery_durable.store.schema import history, inbox, instances, outbox, timers
+from celery_durable.store.schema import history, inbox, instances, outbox, timers, wakeups
 from celery_durable.store.writes import (
     CHUNK,
     chunks,
@@ -49,6 +49,7 @@ _READ_INSTANCE = select(instances).where(instances.c.instance_id == bindparam("i
 _LOCK_INSTANCE = {skip: _READ_INSTANCE.with_for_update(skip_locked=skip) for skip in (True, False)}
 _READ_INBOX = (select(*_INBOX_COLUMNS).where(inbox.c.instance_id == bindparam("iid"))
                .order_by(inbox.c.id))
+_CLEAR_WAKEUP = delete(wakeups).where(wakeups.c.instance_id == bindparam("iid"))
 _RECHECK_INBOX = (select(*_INBOX_COLUMNS)
                   .where(inbox.c.instance_id == bindparam("iid"), inbox.c.id > bindparam("after"))
                   .order_by(inbox.c.id))
@@ -295,7 +296,8 @@ def _check_seqs(instance_id: str, events: list[HistoryEvent], first: int) -> Non
 
 @contextmanager
 def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[InboxItem],
-                wait: bool = False, outbox_acks: Sequence[int] = ()) -> Iterator[Episode | None]:
+                wait: bool = False, outbox_acks: Sequence[int] = (), *,
+                clear_wakeup: bool = False) -> Iterator[Episode | None]:
     """Lock ``instance_id`` and yield its `Episode`, or None if another transaction holds it
     (with ``wait``, wait for that transaction to end instead; SQLite always waits).
 
@@ -308,7 +310,7 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
     with engine.connect() as conn:
         tx = conn.begin()
         try:
-            row, stored = _lock(conn, dialect, instance_id, wait)
+            row, stored = _lock(conn, dialect, instance_id, wait, clear_wakeup)
             if row is None:
                 _locked_elsewhere(conn, dialect, instance_id, items)
                 tx.commit()
@@ -337,8 +339,8 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
         tx.commit()
 
 
-def _lock(conn: Connection, dialect: str, instance_id: str,
-          wait: bool) -> tuple[Any, list[InboxRow]]:
+def _lock(conn: Connection, dialect: str, instance_id: str, wait: bool,
+          clear_wakeup: bool = False) -> tuple[Any, list[InboxRow]]:
     """The locked instance's row (None if locked elsewhere, or unknown) and its inbox rows.
 
     The inbox is read by a statement of its own, after the lock is held: under READ COMMITTED a
@@ -351,6 +353,8 @@ def _lock(conn: Connection, dialect: str, instance_id: str,
     row = conn.execute(query, params).mappings().first()
     if row is None:
         return None, []
+    if clear_wakeup:  # before the inbox is read: see Store.request_wakeup
+        conn.execute(_CLEAR_WAKEUP, params)
     return row, [InboxRow.from_row(r) for r in conn.execute(_READ_INBOX, params).mappings()]
 
 

@@ -1,4 +1,4 @@
-"""The store's tables (SQLAlchemy Core): instances, history, inbox, timers and outbox.
+"""The store's tables (SQLAlchemy Core): instances, history, inbox, timers, outbox, wakeups.
 
 Datetimes are stored as naive UTC (read back as aware UTC by `records`); JSON is stored as text.
 The Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares
@@ -27,7 +27,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 #: The Alembic revision the code expects; ``create_schema`` upgrades to it.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 #: Alembic's version table, named apart from any version table of the user's own migrations.
 VERSION_TABLE = "durable_alembic_version"
 
@@ -133,5 +133,15 @@ outbox = Table(
     **MYSQL_TABLE_ARGS,
 )
 
+# An instance whose wake-up message was sent and whose woken episode has not started yet: whoever
+# delivers to its inbox meanwhile need not send another (coalesced wake-ups).
+wakeups = Table(
+    "durable_wakeups",
+    metadata,
+    Column("instance_id", String(256), primary_key=True),
+    Column("created_at", utc_datetime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
 #: Tables holding rows of an instance, keyed by ``instance_id`` (purge deletes from each).
-INSTANCE_TABLES = (history, inbox, timers, outbox, instances)
+INSTANCE_TABLES = (history, inbox, timers, outbox, wakeups, instances)

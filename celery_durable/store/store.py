@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
 from celery_durable.engine.history import HistoryEvent
@@ -22,6 +24,7 @@ from celery_durable.store.engine import (
     StatementCount,
     StatementCounter,
     dialect_of,
+    is_deadlock,
     make_engine,
 )
 from celery_durable.store.episode import Episode, run_episode
@@ -39,12 +42,14 @@ from celery_durable.store.records import (
 from celery_durable.store.schema import INSTANCE_TABLES, history, inbox, instances, outbox, timers
 from celery_durable.store.writes import (
     chunks,
+    claim_wakeup,
     create_instances,
     delete_instance_rows,
     inbox_rows,
     insert_inbox,
 )
 
+T = TypeVar("T")
 TimerKey = tuple[str, str, int]
 _TERMINAL = sorted(status.value for status in TERMINAL_STATUSES)
 
@@ -53,6 +58,19 @@ def _not_found(instance_id: str) -> OrchestrationNotFoundError:
     return OrchestrationNotFoundError(
         f"no orchestration instance has id {instance_id!r}; check the id, or schedule the "
         "orchestration first (it may also have been purged)")
+
+
+def _again_after_deadlocks(transaction: Callable[[], T], attempts: int = 5) -> T:
+    """Run ``transaction``, again when the database aborted it to break a deadlock (InnoDB does
+    so when several transactions insert a key another one is deleting: wake-up claims)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return transaction()
+        except DBAPIError as error:
+            if attempt == attempts or not is_deadlock(error):
+                raise
+            time.sleep(0.005 * attempt)
+    raise AssertionError("unreachable")
 
 
 class Store:
@@ -162,12 +180,43 @@ class Store:
                 raise _not_found(instance_id)
             return insert_inbox(conn, self.dialect, rows)
 
+    def deliver(self, instance_id: str, items: Sequence[InboxItem]) -> bool:
+        """`append_inbox`, and claim the instance's wake-up in the same transaction: True when
+        the caller must send the wake-up, False when one is already on its way (it will see
+        ``items``). Raises `OrchestrationNotFoundError` for an unknown instance."""
+        rows = inbox_rows(((instance_id, item) for item in items), now())
+
+        def deliver() -> bool:
+            with self._write() as conn:
+                if conn.execute(select(instances.c.instance_id)
+                                .where(instances.c.instance_id == instance_id)).first() is None:
+                    raise _not_found(instance_id)
+                insert_inbox(conn, self.dialect, rows)
+                return claim_wakeup(conn, self.dialect, instance_id)
+
+        return _again_after_deadlocks(deliver)
+
+    def request_wakeup(self, instance_id: str) -> bool:
+        """Claim the wake-up of an instance whose inbox just received something: True when the
+        caller must send it, False when a wake-up is already on its way.
+
+        Sound because a woken episode (``store.episode(..., wait=True)``) releases the claim
+        after taking the instance's lock and before reading the inbox: a claim that is still
+        held belongs to an episode that has not read the inbox yet.
+        """
+        def claim() -> bool:
+            with self._write() as conn:
+                return claim_wakeup(conn, self.dialect, instance_id)
+
+        return _again_after_deadlocks(claim)
+
     def episode(self, instance_id: str, extra: Sequence[InboxItem] = (), *,
                 wait: bool = False) -> AbstractContextManager[Episode | None]:
         """Lock the instance for an episode: ``with store.episode(iid, extra) as ep:``.
 
         ``ep`` is None when another transaction holds the instance (``extra`` is then in its
-        inbox: leave a wake-up behind); with ``wait`` the lock is waited for instead. Raises
+        inbox: leave a wake-up behind, see `request_wakeup`); with ``wait`` the lock is waited
+        for instead, and the episode (a woken one) releases the instance's wake-up claim. Raises
         `OrchestrationNotFoundError` for an unknown instance. See `Episode` and `run_episode`.
         """
         self._no_nested_write("an episode")
@@ -181,7 +230,8 @@ class Store:
         acks = self.outbox_acks.take()  # deleted by this episode's commit, if it commits
         committed = False
         try:
-            with run_episode(engine, self.dialect, instance_id, extra, wait, acks) as ep:
+            with run_episode(engine, self.dialect, instance_id, extra, wait, acks,
+                             clear_wakeup=wait) as ep:
                 yield ep
                 committed = ep is not None and ep.committed
         finally:

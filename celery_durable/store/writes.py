@@ -5,7 +5,7 @@ transaction on the given connection."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cache
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ from sqlalchemy.sql.dml import Insert
 from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.store.records import START_TIMER_ID, InboxItem, NewInstance, to_db_time
-from celery_durable.store.schema import history, inbox, instances, metadata, timers
+from celery_durable.store.schema import history, inbox, instances, metadata, timers, wakeups
 
 T = TypeVar("T")
 
@@ -53,6 +53,15 @@ def insert_inbox(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -> 
         return conn.execute(insert_ignore(dialect, inbox.name), rows).rowcount
     # psycopg's executemany has no total rowcount: count the ids the new rows returned
     return len(conn.execute(insert_ignore(dialect, inbox.name, "id"), rows).all())
+
+
+def claim_wakeup(conn: Connection, dialect: str, instance_id: str) -> bool:
+    """Mark the instance's wake-up as on its way; False if it already was."""
+    row = {"instance_id": instance_id, "created_at": to_db_time(datetime.now(timezone.utc))}
+    if dialect == "mysql":
+        return bool(conn.execute(insert_ignore(dialect, wakeups.name), row).rowcount)
+    return conn.execute(insert_ignore(dialect, wakeups.name, "instance_id"), row).first() \
+        is not None
 
 
 def inbox_rows(targets: Iterable[tuple[str, InboxItem]], at: datetime) -> list[dict[str, Any]]:

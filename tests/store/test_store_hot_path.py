@@ -4,16 +4,18 @@ pinging only connections that sat idle."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DisconnectionError
-from store_helpers import RUNNING, at, now, running
+from store_helpers import RUNNING, at, finished, now, running
 
 from celery_durable.engine import history as h
+from celery_durable.errors import OrchestrationNotFoundError
 from celery_durable.store import EpisodeCommit, InboxItem, Store
-from celery_durable.store.engine import PING_AFTER, _ping_if_idle
+from celery_durable.store.engine import PING_AFTER, _ping_if_idle, is_deadlock
 from celery_durable.store.episode import ONE_STATEMENT_ROWS
 from celery_durable.store.outbox_acks import OutboxAcks
 from celery_durable.store.schema import outbox
@@ -177,3 +179,73 @@ def test_only_connections_idle_for_a_while_are_pinged() -> None:
     assert (fresh.executed, busy.executed, idle.executed) == ([], [], ["SELECT 1"])
     with pytest.raises(DisconnectionError, match="stale pooled connection"):
         _ping_if_idle(_Connection(dead=True), _Record(PING_AFTER + 1), None)
+
+
+# -- coalesced wake-ups ------------------------------------------------------------------------
+
+def event(n: int) -> InboxItem:
+    return InboxItem(f"e{n}", h.event_raised("e", n, now()))
+
+
+def test_one_wake_up_is_claimed_until_a_woken_episode_starts(store: Store) -> None:
+    running(store, "a")
+    assert store.deliver("a", [event(1)]) is True  # the caller sends the wake-up
+    assert store.deliver("a", [event(2)]) is False  # already on its way
+    assert store.request_wakeup("a") is False
+    with store.episode("a") as ep:  # an inline episode leaves the claim alone
+        assert ep is not None
+    assert store.request_wakeup("a") is False
+    with store.episode("a", wait=True) as ep:  # the woken one releases it, then reads the inbox
+        assert ep is not None and [r.dedup_key for r in ep.inbox] == ["e1", "e2"]
+    assert store.request_wakeup("a") is True
+    assert store.inbox_size("a") == 2  # nothing was committed: the events wait
+
+
+def test_deliver_to_an_unknown_instance_writes_nothing(store: Store) -> None:
+    with pytest.raises(OrchestrationNotFoundError):
+        store.deliver("nobody", [event(1)])
+    assert store.inbox_size("nobody") == 0
+    assert store.request_wakeup("nobody") is True  # (a claim for no instance is harmless)
+
+
+def test_purge_drops_the_wake_up_claim(store: Store) -> None:
+    finished(store, "done")
+    assert store.request_wakeup("done") is True
+    assert store.purge("done") == 1
+    assert store.request_wakeup("done") is True
+
+
+def test_a_claim_made_while_a_woken_episode_runs_waits_for_its_commit(store: Store) -> None:
+    """A deliverer that finds the claim released by an episode still running must not see it
+    as free before that episode commits, or its event could miss both that episode (which read
+    the inbox already) and a wake-up of its own."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite runs one write transaction at a time")
+    running(store, "a")
+    assert store.request_wakeup("a") is True
+    claimed: list[bool] = []
+    with store.episode("a", wait=True) as ep:
+        assert ep is not None
+        claimer = threading.Thread(target=lambda: claimed.append(store.request_wakeup("a")))
+        claimer.start()
+        claimer.join(0.5)
+        assert claimer.is_alive() and claimed == []  # blocked on the released, uncommitted claim
+        ep.commit(EpisodeCommit(status=RUNNING))
+    claimer.join(10)
+    assert claimed == [True]
+
+
+def test_deadlock_victims_are_recognised_on_every_database() -> None:
+    import psycopg.errors
+    import pymysql.err
+    from sqlalchemy.exc import OperationalError
+
+    def wrapped(orig: Exception) -> OperationalError:
+        return OperationalError("INSERT ...", {}, orig)
+
+    assert is_deadlock(wrapped(psycopg.errors.DeadlockDetected("deadlock detected")))
+    assert is_deadlock(wrapped(psycopg.errors.SerializationFailure("could not serialize")))
+    assert is_deadlock(wrapped(pymysql.err.OperationalError(1213, "Deadlock found")))
+    assert not is_deadlock(wrapped(psycopg.errors.UniqueViolation("duplicate key")))
+    assert not is_deadlock(wrapped(pymysql.err.OperationalError(2003, "Can't connect")))
+    assert not is_deadlock(RuntimeError("not a database error"))
