@@ -195,10 +195,13 @@ class DurableTestEnv(DurableClient):
         versioning = user.versioning if user is not None else VersioningOptions()
         durable = _InProcessDurable(self.app, store_url, versioning, self.clock)
         if user is not None:
+            # (the module-level definitions, which both have, are there already)
             for orchestrator in user.registry.orchestrators.values():
-                durable.registry.add(orchestrator)
+                if durable.registry.orchestrators.get(orchestrator.name) is not orchestrator:
+                    durable.registry.add(orchestrator)
             for activity in user.registry.activities.values():
-                durable.registry.add(activity)
+                if durable.registry.activities.get(activity.name) is not activity:
+                    durable.registry.add(activity)
         durable.store.create_schema()
         super().__init__(durable)
 
