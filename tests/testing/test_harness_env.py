@@ -13,8 +13,8 @@ from celery_durable import (
     Durable,
     DurableClient,
     OrchestrationNotFoundError,
-    OrchestrationStatus,
     OrchestrationStateError,
+    OrchestrationStatus,
 )
 from celery_durable.testing import DurableTestEnv
 
