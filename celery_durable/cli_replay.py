@@ -76,9 +76,10 @@ def _check(found: Durable, export: HistoryExport) -> ReplayResult:
                    "the store's; repeatable.")
 def replay_command(ctx: click.Context, name: str | None, status: tuple[str, ...], limit: int,
                    files: tuple[str, ...]) -> None:
-    """Replay stored histories on the code now importable; exit 1 if any diverges.
+    """Replay histories on this code; exit 1 on any divergence.
 
-    Nothing is written. Per orchestrator, prints how many histories replay cleanly and, for
+    Histories come from the store (or --from-file); they are replayed on the code that -A
+    imports now, and nothing is written. Per orchestrator, prints how many histories replay cleanly and, for
     each that does not, the first diverging event: what history had and what the code did.
     """
     if not 1 <= limit <= 1_000_000:
@@ -104,7 +105,7 @@ def replay_command(ctx: click.Context, name: str | None, status: tuple[str, ...]
         raise click.ClickException(f"{diverged} of {total} histories diverge from the code: "
                                    "those instances would fail on it (guard the change with "
                                    "ctx.version_at_least)")
-    click.echo(f"All {total} histories replay cleanly.")
+    click.echo("Every history replays cleanly.")
 
 
 @_command(durable, "export")
@@ -112,7 +113,10 @@ def replay_command(ctx: click.Context, name: str | None, status: tuple[str, ...]
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file (default: standard output).")
 def export_command(ctx: click.Context, instance_id: str, out: str | None) -> None:
-    """Write an instance's history as JSON (for 'durable replay --from-file' or a test)."""
+    """Write an instance's history as JSON.
+
+    For 'durable replay --from-file', or celery_durable.testing.replay in a unit test.
+    """
     exported = export_history(_durable(ctx).store, check_instance_id(instance_id))
     text = json.dumps(exported.to_json(), indent=2)
     if out is None:
