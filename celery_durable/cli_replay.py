@@ -16,7 +16,7 @@ import click
 
 from celery_durable.cli import _command, _durable, _statuses, durable
 from celery_durable.client import check_instance_id
-from celery_durable.errors import UnknownNameError
+from celery_durable.errors import OrchestrationNotFoundError, UnknownNameError
 from celery_durable.runtime.durable import Durable
 from celery_durable.testing.replay_check import (
     HistoryExport,
@@ -38,7 +38,12 @@ def _stored(found: Durable, statuses: list[str] | None, name: str | None,
         records = store.query_instances(statuses=statuses, name=name, limit=min(_PAGE, left),
                                         after=after)
         for record in records:
-            yield export_history(store, record.instance_id)
+            try:
+                events = store.get_history(record.instance_id)
+            except OrchestrationNotFoundError:  # purged since the query
+                continue
+            yield HistoryExport(record.instance_id, record.name, events, record.version,
+                                record.status.value)
         if len(records) < min(_PAGE, left):
             return
         left -= len(records)

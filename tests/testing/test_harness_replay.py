@@ -240,6 +240,18 @@ def test_export_then_replay_from_files_without_the_store(store: dict[str, Any],
     assert not (tmp_path / "absent.sqlite3").exists()
 
 
+def test_replay_pages_through_the_store(store: dict[str, Any],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery_durable import cli_replay
+
+    monkeypatch.setattr(cli_replay, "_PAGE", 2)
+    app = app_with(order_guarded, "2", store["url"])
+    for limit, replayed in (("3", 3), ("4", 4), ("9", 4)):
+        result = invoke(app, "replay", "--limit", limit)
+        assert result.exit_code == 0, result.output
+        assert f": {replayed} of {replayed} replay cleanly" in result.stdout
+
+
 def test_an_orchestrator_missing_from_the_code_diverges(store: dict[str, Any]) -> None:
     app = Celery("harness-replay-empty", set_as_current=False)
     Durable(app, store_url=store["url"])
