@@ -14,7 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from celery_durable.testing.env import ActivityCall, ActivityMock, DurableTestEnv, TestClock
+    from celery_durable.testing.clock import TestClock
+    from celery_durable.testing.env import DurableTestEnv
+    from celery_durable.testing.mocks import ActivityCall, ActivityMock
     from celery_durable.testing.replay_check import (
         HistoryExport,
         ReplayResult,
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "ActivityCall": "env", "ActivityMock": "env", "DurableTestEnv": "env", "TestClock": "env",
+    "ActivityCall": "mocks", "ActivityMock": "mocks", "DurableTestEnv": "env", "TestClock": "clock",
     "HistoryExport": "replay_check", "ReplayResult": "replay_check",
     "check": "replay_check", "export_history": "replay_check", "load_histories": "replay_check",
     "replay": "replay_check",

@@ -19,14 +19,13 @@ return.
 from __future__ import annotations
 
 import contextlib
-import functools
 import heapq
 import itertools
 import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -37,48 +36,18 @@ from celery_durable.client import DurableClient, to_state
 from celery_durable.engine.context import name_of
 from celery_durable.engine.history import utc
 from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.errors import DurableError, OrchestrationNotFoundError
+from celery_durable.errors import DurableError
 from celery_durable.registry import ActivityDef
-from celery_durable.runtime.activity import ActivityContext, ActivityFailed, make_activity_task
+from celery_durable.runtime.activity import ActivityContext, ActivityFailed
 from celery_durable.runtime.durable import Durable, durable_of
-from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.sweeper import sweep
 from celery_durable.state import OrchestrationState
-from celery_durable.store import InboxItem
+from celery_durable.testing.clock import ClockedRunner, TestClock
+from celery_durable.testing.mocks import UNSET, ActivityMock, install
 from celery_durable.versioning import VersioningOptions
 
 #: where the search for the next timer ends (no timer is due later than this)
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
-_UNSET: Any = object()
-
-
-class TestClock:
-    """The environment's time: it stands still until the environment moves it forward."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = utc(start) if start is not None else datetime.now(timezone.utc)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def move_to(self, when: datetime) -> None:
-        """Move forward to ``when`` (never backwards)."""
-        self._now = max(self._now, utc(when))
-
-
-class _ClockedRunner(EpisodeRunner):
-    """An `EpisodeRunner` whose episodes run at the test clock's time unless told otherwise."""
-
-    def __init__(self, durable: Durable, clock: TestClock) -> None:
-        super().__init__(durable)
-        self.clock = clock
-
-    def run(self, instance_id: str, extra: Sequence[InboxItem] = (), *, wait: bool = False,
-            now: datetime | None = None, rejections: int = 0) -> bool:
-        return super().run(instance_id, extra, wait=wait, now=now or self.clock.now(),
-                           rejections=rejections)
 
 
 class _InProcessDurable(Durable):
@@ -91,7 +60,7 @@ class _InProcessDurable(Durable):
 
     def _register_builtin_tasks(self) -> None:
         # the episode and timer tasks take the runner as they are registered
-        self.runner = _ClockedRunner(self, self._clock)
+        self.runner = ClockedRunner(self, self._clock)
         super()._register_builtin_tasks()
 
 
@@ -119,74 +88,35 @@ class _InProcessApp(Celery):
         return None
 
 
-@dataclass(frozen=True)
-class ActivityCall:
-    """One call of a mocked activity: the context and input it received."""
-
-    ctx: ActivityContext
-    input: Any
-
-    @property
-    def attempt(self) -> int:
-        return self.ctx.attempt
-
-
-@dataclass
-class ActivityMock:
-    """What `DurableTestEnv.mock_activity` returns: the stand-in and the calls it received."""
-
-    name: str
-    returns: Any = None
-    raises: BaseException | type[BaseException] | None = None
-    side_effect: Callable[[ActivityContext, Any], Any] | None = None
-    #: how many calls the mock answers; later ones run the real activity (None: all of them)
-    times: int | None = None
-    calls: list[ActivityCall] = field(default_factory=list)
-
-    @property
-    def call_count(self) -> int:
-        return len(self.calls)
-
-    def answers(self) -> bool:
-        """Whether the mock answers the call just recorded (rather than the real activity)."""
-        return self.times is None or len(self.calls) <= self.times
-
-    def answer(self, ctx: ActivityContext, value: Any) -> Any:
-        if self.side_effect is not None:
-            return self.side_effect(ctx, value)
-        if self.raises is not None:
-            if isinstance(self.raises, type):
-                raise self.raises(f"mocked failure of activity {self.name!r}")
-            raise self.raises
-        return self.returns
-
-
 class DurableTestEnv(DurableClient):
     """An in-process environment for testing orchestrations; also their `DurableClient`.
 
     ``DurableTestEnv(store_url=None, *, app=None, start=None, purge_on_close=None)``:
-    ``store_url`` defaults to SQLite in a temporary folder (removed by `close`); ``app`` (a Celery app with a ``Durable``, or a ``Durable``) adds the
-    orchestrators and activities registered on that Durable, and its versioning, to the
-    module-level ``@orchestrator`` / ``@activity`` ones; ``start`` is the clock's initial time
-    (default: now); ``purge_on_close``: purge the instances started here when the environment
-    closes (default: when ``store_url`` is given). Use it as a context manager, or call `close`.
+
+    - ``store_url``: the store (default: SQLite in a temporary folder, removed by `close`);
+    - ``app``: a Celery app with a ``Durable``, or a ``Durable``: the orchestrators and
+      activities registered on it, and its versioning, join the module-level ``@orchestrator``
+      / ``@activity`` ones;
+    - ``start``: the clock's initial time (default: now);
+    - ``purge_on_close``: purge the instances started here when the environment closes
+      (default: when ``store_url`` is given).
+
+    Use it as a context manager, or call `close`.
     """
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, store_url: str | None = None, *, app: Celery | Durable | None = None,
                  start: datetime | None = None, purge_on_close: bool | None = None) -> None:
+        self.purge_on_close = store_url is not None if purge_on_close is None else purge_on_close
         self._folder: str | None = None
         if store_url is None:
             self._folder = tempfile.mkdtemp(prefix="celery-durable-test-")
             store_url = f"sqlite:///{self._folder}/durable.sqlite3"
-            purge_on_close = False if purge_on_close is None else purge_on_close
-        self.purge_on_close = store_url is not None if purge_on_close is None else purge_on_close
         self.clock = TestClock(start)
         self._ready: deque[dict[str, Any]] = deque()
         self._later: list[_Scheduled] = []
         self._order = itertools.count()
-        self._mocks: dict[str, ActivityMock] = {}
         self._real: dict[str, ActivityDef | None] = {}
         self._scheduled_ids: list[str] = []
         user = _user_durable(app)
@@ -223,6 +153,8 @@ class DurableTestEnv(DurableClient):
         self.close()
 
     def _purge_started(self) -> None:
+        self._ready.clear()  # left by a test that failed half-way
+        self._later.clear()
         for instance_id in self._scheduled_ids:
             record = self.store.get_instance(instance_id)
             if record is None:
@@ -230,7 +162,7 @@ class DurableTestEnv(DurableClient):
             if not record.status.is_terminal:
                 super().terminate_orchestration(instance_id, output="test ended")
                 self.run_until_idle()
-            with contextlib.suppress(OrchestrationNotFoundError, DurableError):
+            with contextlib.suppress(DurableError):  # purged by the test, or a child still runs
                 self.store.purge(instance_id, recursive=True)
 
     # -- time ----------------------------------------------------------------------------------
@@ -294,7 +226,7 @@ class DurableTestEnv(DurableClient):
             raise result.result
 
     # -- activities ----------------------------------------------------------------------------
-    def mock_activity(self, activity: Any, *, returns: Any = _UNSET,
+    def mock_activity(self, activity: Any, *, returns: Any = UNSET,
                       raises: BaseException | type[BaseException] | None = None,
                       side_effect: Callable[[ActivityContext, Any], Any] | None = None,
                       times: int | None = None) -> ActivityMock:
@@ -305,40 +237,12 @@ class DurableTestEnv(DurableClient):
         real activity runs after that (``raises=..., times=2``: fail twice, then succeed).
         An activity the process has not registered can be mocked too.
         """
-        given = [returns is not _UNSET, raises is not None, side_effect is not None]
-        if sum(given) > 1:
-            raise ValueError("mock_activity takes at most one of returns=, raises= and "
-                             "side_effect=")
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int)
-                                  or times < 0):
-            raise ValueError(f"times must be a non-negative int or None, got {times!r}")
-        name = name_of(activity, "activity")
+        mock = ActivityMock.make(name_of(activity, "activity"), returns, raises, side_effect,
+                                 times)
         registry = self.durable.registry
-        if name not in self._real:
-            self._real[name] = registry.activities.get(name)
-        real = self._real[name]
-        mock = ActivityMock(name, None if returns is _UNSET else returns, raises, side_effect,
-                            times)
-
-        def stand_in(ctx: ActivityContext, value: Any = None) -> Any:
-            mock.calls.append(ActivityCall(ctx, value))
-            if mock.answers():
-                return mock.answer(ctx, value)
-            if real is None:
-                raise DurableError(f"the mock of activity {name!r} answered its {times} call(s) "
-                                   "and no real activity is registered under that name")
-            return real.fn(ctx, value)
-
-        if real is not None:  # the real activity's input annotation still applies
-            stand_in = functools.wraps(real.fn)(stand_in)
-            self.app.tasks.unregister(name)
-            make_activity_task(self.durable, ActivityDef(stand_in, name, dict(real.options)))
-        else:
-            if name in registry.activities:  # an earlier mock of an unregistered name
-                self.app.tasks.unregister(name)
-                del registry.activities[name]
-            registry.add(ActivityDef(stand_in, name))
-        self._mocks[name] = mock
+        if mock.name not in self._real:
+            self._real[mock.name] = registry.activities.get(mock.name)
+        install(self.durable, mock, self._real[mock.name])
         return mock
 
     # -- the client API, delivering what each call causes ---------------------------------------
