@@ -396,3 +396,7 @@ def _print_report(report: RecoveryReport) -> None:
                    f"{report.starts_left_to_sweeper} delayed start(s).")
     if report.dry_run:
         click.echo("Dry run: nothing was sent.")
+
+
+# ``replay`` and ``export`` live in a module of their own; importing it adds them to the group
+import celery_durable.cli_replay  # noqa: E402,F401

@@ -29,9 +29,10 @@ other ``python``               **script**: a complete program, run as ``python <
                                ``celery -A m worker ...`` (started for real, in the background,
                                until the page ends), ``celery -A m flower ...`` (started; its
                                API must answer with the ``--basic-auth`` credentials and 401
-                               without), ``celery -A m durable ...`` (run; exit status 0) or
+                               without), ``celery -A m durable ...`` (run; exit status 0),
                                ``python name.py`` (run; exit status 0; its output is kept for
-                               the next block). ``# comments`` are allowed.
+                               the next block) or ``pytest ...`` (the page's test files, run
+                               with this Python; exit status 0). ``# comments`` are allowed.
 ``console``                    **console**: each ``$ command`` (the ``celery`` and ``python``
                                commands above) runs once the instances in the store have
                                settled, and its stdout + stderr must match the lines that
@@ -396,6 +397,10 @@ def _export_ok(argv: list[str]) -> bool:
     return len(argv) == 2 and argv[0] == "export" and "=" in argv[1]
 
 
+def _pytest_ok(argv: list[str]) -> bool:
+    return len(argv) >= 2 and argv[0] == "pytest"
+
+
 def _python_ok(argv: list[str]) -> bool:
     return len(argv) == 2 and argv[0] == "python" and re.fullmatch(r"[\w-]+\.py", argv[1]) is not None
 
@@ -407,6 +412,7 @@ COMMAND_KINDS: dict[str, Callable[[list[str]], bool]] = {
     "celery flower": lambda a: _is(a, "celery", "flower"),
     "celery durable": lambda a: _is(a, "celery", "durable"),
     "python": _python_ok,
+    "pytest": _pytest_ok,
 }
 
 
@@ -490,6 +496,14 @@ def run_python(session: Session, name: str) -> str:
     return proc.stdout
 
 
+def run_pytest(session: Session, argv: list[str]) -> str:
+    session.used.update(arg for arg in argv[1:] if arg.endswith(".py"))
+    proc = session.run([PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *argv[1:]])
+    assert proc.returncode == 0, (f"{' '.join(argv)} exited with status {proc.returncode}\n"
+                                  f"{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
 def run_celery(session: Session, argv: list[str]) -> subprocess.CompletedProcess[str]:
     session.used.add(f"{argv[2]}.py")
     return session.run([*CELERY, *argv[1:]])
@@ -553,6 +567,8 @@ def run_command(session: Session, command: Command, expect_success: bool = True
         return proc
     elif kind == "python":
         session.last_output = run_python(session, argv[1])
+    elif kind == "pytest":
+        session.last_output = run_pytest(session, argv)
     else:
         raise AssertionError(f"unrecognised command {command.line!r}")
     return None
