@@ -22,6 +22,7 @@ from celery_durable.errors import DurableError, OrchestrationNotFoundError
 from celery_durable.payload import from_json, input_annotation, to_json
 from celery_durable.registry import ActivityDef
 from celery_durable.runtime.episode import completion_item
+from celery_durable.runtime.inbound import STRATEGY
 from celery_durable.runtime.messages import DURABLE_HEADER
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     options = {**ACTIVITY_DEFAULTS, **definition.options}
     options["durable_queue"] = options.pop("queue", None)
     options["throws"] = (*options.get("throws", ()), ActivityFailed)
+    # orchestrated runs (their messages carry the durable header) take JSON messages only
+    options.setdefault("Strategy", STRATEGY)
+    options["durable_json_only_header"] = DURABLE_HEADER
 
     def run(task: Any, input: Any = None) -> Any:
         header = durable_header(task.request)
@@ -92,7 +96,8 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
         ctx = ActivityContext(instance_id, int(task_id), int(attempt), task.request.id)
         try:
             result = to_json(definition.fn(ctx, from_json(input, annotation)),
-                             f"result of activity {definition.name!r}")
+                             f"result of activity {definition.name!r}",
+                             limit=durable.settings.max_payload_bytes)
         except Exception as exc:
             failure = FailureDetails.from_exception(exc)
             event = h.task_failed(int(task_id), failure, _now())

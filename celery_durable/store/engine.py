@@ -10,6 +10,7 @@ at READ COMMITTED (no gap locks, and a re-read inside an episode sees rows commi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,13 +26,28 @@ SUPPORTED_DIALECTS = ("sqlite", "postgresql", "mysql")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+def masked_url(url: Any) -> str:
+    """``url`` with its password replaced by ``***`` (SQLAlchemy's rendering), for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: mask what looks like a password
+        text = str(url)
+        if "://" not in text:
+            return "(a string that is not a URL)"
+        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", text)
+
+
 def dialect_of(url: str) -> str:
     """The store's name for the database behind ``url``: "sqlite", "postgresql" or "mysql"."""
-    name = make_url(url).get_backend_name()
+    try:
+        name = make_url(url).get_backend_name()
+    except Exception as exc:  # ArgumentError, or ValueError for a bad port
+        raise ValueError(f"cannot read the store URL {masked_url(url)!r} ({exc}); write it as "
+                         "dialect+driver://user:password@host:port/database") from None
     name = "mysql" if name == "mariadb" else name
     if name not in SUPPORTED_DIALECTS:
-        raise ValueError(f"unsupported store database {name!r} in {url!r}; use SQLite, "
-                         "PostgreSQL or MySQL/MariaDB (e.g. postgresql+psycopg://host/db)")
+        raise ValueError(f"unsupported store database {name!r} in {masked_url(url)!r}; use "
+                         "SQLite, PostgreSQL or MySQL/MariaDB (e.g. postgresql+psycopg://host/db)")
     return name
 
 

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Select
 
 from celery_durable.engine.history import HistoryEvent
@@ -23,6 +22,7 @@ from celery_durable.store.engine import (
     StatementCounter,
     dialect_of,
     make_engine,
+    masked_url,
 )
 from celery_durable.store.episode import Episode, run_episode
 from celery_durable.store.migrate import upgrade_schema
@@ -71,7 +71,7 @@ class Store:
         self._local = threading.local()  # .episodes: episodes open in this thread
 
     def __repr__(self) -> str:
-        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Store({masked_url(self.url)!r})"
 
     # -- engine and schema -----------------------------------------------------------------------
 
