@@ -95,7 +95,9 @@ class DurableClient:
     def _require(self, instance_id: str) -> InstanceRecord:
         record = self.store.get_instance(check_instance_id(instance_id))
         if record is None:
-            raise OrchestrationNotFoundError(f"no orchestration instance has id {instance_id!r}")
+            raise OrchestrationNotFoundError(
+                f"no orchestration instance has id {instance_id!r}; check the id, or schedule "
+                "the orchestration first (it may also have been purged)")
         return record
 
     def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
@@ -175,7 +177,7 @@ class DurableClient:
         if record.status.is_terminal:
             raise OrchestrationEndedError(
                 f"cannot {verb} orchestration {instance_id!r}: it has already ended "
-                f"({record.status.value}); nothing was sent")
+                f"({record.status.value})")
         self.store.append_inbox(instance_id, [InboxItem(f"client:{uuid.uuid4().hex}", event)])
         self.durable.wake(instance_id, record.name)
 
