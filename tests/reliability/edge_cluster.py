@@ -15,7 +15,14 @@ import edge_workflows as ew
 from edge_app import env_config, make_app
 from services import REDIS_URL, database, require
 from sqlalchemy import select
-from workers import WorkerProcess, delete_queue, logs_on_failure, stop_all, subprocess_env, wait_until
+from workers import (
+    WorkerProcess,
+    delete_queue,
+    logs_on_failure,
+    stop_all,
+    subprocess_env,
+    wait_until,
+)
 
 from celery_durable import Durable, DurableClient, OrchestrationState, OrchestrationStatus
 from celery_durable.store import Store
@@ -103,9 +110,11 @@ class EdgeCluster:
 
 @contextlib.contextmanager
 def edge_cluster(tmp: Path, *, workers: int = 1, conf: dict[str, Any] | None = None,
-                 password: str | None = None) -> Iterator[EdgeCluster]:
+                 password: str | None = None,
+                 env: dict[str, str] | None = None) -> Iterator[EdgeCluster]:
     """A fresh PostgreSQL database and Redis queue with ``workers`` ready workers; ``password``
-    goes into the store URL (the local server trusts local connections and ignores it)."""
+    goes into the store URL (the local server trusts local connections and ignores it);
+    ``env``: more environment variables for the workers."""
     require("redis")
     conf = {"durable_sweep_interval": 1.0, "durable_recovery_grace": 5.0, **(conf or {})}
     with database("postgresql", "durable_edge") as url:
@@ -114,7 +123,8 @@ def edge_cluster(tmp: Path, *, workers: int = 1, conf: dict[str, Any] | None = N
         broker = f"{REDIS_URL}/{REDIS_DB}"
         queue = f"durable-edge-{uuid.uuid4().hex[:8]}"
         app, durable = make_app(broker, url, queue, conf, name="edge-client")
-        cluster = EdgeCluster(app, durable, queue, env_config(broker, url, queue, conf), tmp)
+        cluster = EdgeCluster(app, durable, queue,
+                              {**env_config(broker, url, queue, conf), **(env or {})}, tmp)
         try:
             started = [cluster.start_worker() for _ in range(workers)]
             cluster.wait_ready(started)

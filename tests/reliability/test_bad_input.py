@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -189,3 +189,167 @@ def test_max_payload_bytes_must_be_a_positive_int(value: Any) -> None:
 def test_default_max_payload_bytes_is_4_mib() -> None:
     app = Celery("default-setting", broker="memory://", set_as_current=False)
     assert Durable(app, store_url="sqlite://").settings.max_payload_bytes == 4 * 1024 * 1024
+
+
+# -- on a real worker ------------------------------------------------------------------------------
+
+PASSWORD = "s3cr3t-Pa55word"  # in the store URL; the local PostgreSQL trusts and ignores it
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeCluster]:
+    """One prefork worker on PostgreSQL + Redis whose app accepts pickle (it must not matter)."""
+    conf = {"durable_max_payload_bytes": LIMIT, "accept_content": ["json", "pickle"]}
+    # Celery refuses to run a worker as root that accepts pickle, unless forced
+    with edge_cluster(tmp_path_factory.mktemp("bad-input-worker"), conf=conf,
+                      password=PASSWORD, env={"C_FORCE_ROOT": "1"}) as c:
+        yield c
+
+
+RESULTS = [  # orchestrator, input, status, error type, fragments of the failure message
+    (ew.returns_object, None, FAILED, "PayloadError",
+     ["output of orchestrator 'edge.returns_object' is not JSON-serialisable", "$.when",
+      "a datetime"]),
+    (ew.raises_unprintable, None, FAILED, "Unprintable",
+     ["<str() of the Unprintable raised RuntimeError>"]),
+    (ew.bad_custom_status, None, FAILED, "PayloadError",
+     ["custom status is not JSON-serialisable", "$.ids", "a set"]),
+    (ew.big_output, LIMIT, FAILED, "PayloadTooLargeError",
+     ["output of orchestrator 'edge.big_output' is 10,002 bytes of JSON",
+      "durable_max_payload_bytes"]),
+    (ew.bad_child_id, None, FAILED, "InvalidInstanceIdError",
+     ["instance id must be a string", "'child\\x00id'"]),
+    (ew.big_activity_result, LIMIT, COMPLETED, "PayloadTooLargeError",
+     ["result of activity 'edge.big' is 10,002 bytes of JSON", "durable_max_payload_bytes"]),
+    (ew.unknown_activity, None, COMPLETED, "UnknownNameError", ["edge.no_such_activity"]),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("orchestrator", "value", "status", "error_type", "says"), RESULTS,
+                         ids=[r[0].__name__ for r in RESULTS])
+def test_what_an_orchestration_cannot_store_fails_it_clearly(
+        cluster: EdgeCluster, orchestrator: Any, value: Any, status: OrchestrationStatus,
+        error_type: str, says: list[str]) -> None:
+    """FAILED orchestrations carry the failure; COMPLETED ones caught it as a TaskFailedError
+    (an activity's result too large, an activity nobody registered) and return its details."""
+    with cluster.logs_on_failure():
+        state = cluster.wait(cluster.client.schedule_new_orchestration(orchestrator,
+                                                                        input=value))
+        assert state.runtime_status is status, state
+        if status is FAILED:
+            details = state.failure_details
+            assert details is not None
+            found = {"error_type": details.error_type, "message": details.message}
+        else:
+            found = state.output
+        assert found["error_type"] == error_type, found
+        for fragment in says:
+            assert fragment in found["message"], found
+        for worker in cluster.workers:
+            worker.check_alive()
+
+
+class Planted:
+    """Unpickling this makes the folder ``path``: proof that a pickle was decoded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (self.path,))
+
+
+@pytest.mark.e2e
+def test_malformed_foreign_and_pickled_messages_are_dropped(cluster: EdgeCluster,
+                                                            tmp_path: Path) -> None:
+    """Each message is logged and dropped; the store is unchanged, no pickle is decoded, and the
+    worker keeps running the instance that was waiting meanwhile."""
+    app, queue = cluster.app, cluster.queue
+    client = cluster.client
+    live = client.schedule_new_orchestration(ew.wait_event, input="go")
+    client.wait_for_orchestration_start(live, timeout=30)
+    before = dump(cluster.durable.store)
+    planted = [tmp_path / "episode-pickle", tmp_path / "activity-pickle"]
+    header = {messages.DURABLE_HEADER: [live, "0" * 32, 1, 1, "edge.wait_event"]}
+    episode, timer = messages.EPISODE_TASK, messages.TIMER_TASK
+    expected_log = {  # what the worker's log must show for each message
+        "invalid id": "a celery_durable.episode message is for an invalid instance id",
+        "bad count": "a celery_durable.episode message counts 'many' rejections",
+        "no args": "missing 1 required positional argument: 'instance_id'",
+        "bad timer": "a celery_durable.timer message fires at 'noon', not an ISO datetime",
+        "unknown id": "orchestration no-such-instance no longer exists",
+        "foreign task": "Received unregistered task of type 'edge.evil'",
+        "no task header": "Received and deleted unknown message",
+        "not JSON": "Can't decode message body",
+        "pickled episode": "celery_durable refused a 'application/x-python-serialize' message "
+                           "for task 'celery_durable.episode'",
+        "pickled activity": "celery_durable refused a 'application/x-python-serialize' message "
+                            "for task 'edge.echo'",
+    }
+    app.send_task(episode, args=[123, "edge.wait_event"])
+    app.send_task(episode, args=[live, "edge.wait_event"], kwargs={"rejections": "many"})
+    app.send_task(episode, args=[])
+    app.send_task(timer, args=[live, "0" * 32, 1, "noon"])
+    app.send_task(episode, args=["no-such-instance", "edge.wait_event"])
+    app.send_task("edge.evil", args=[live])
+    exchange = Exchange(queue, type="direct")
+    with app.producer_or_acquire() as producer:
+        producer.publish({"hello": "world"}, exchange=exchange, routing_key=queue,
+                         declare=[Queue(queue, exchange, routing_key=queue)])
+        producer.publish(b"\xff\xfe{", exchange=exchange, routing_key=queue,
+                         content_type="application/json", content_encoding="utf-8",
+                         headers={"task": episode, "id": uuid.uuid4().hex, "lang": "py"})
+    app.send_task(episode, args=[Planted(planted[0]), "edge.wait_event"], serializer="pickle")
+    app.send_task("edge.echo", args=[Planted(planted[1])], serializer="pickle", headers=header)
+    with cluster.logs_on_failure():
+        missing = lambda: [k for k, text in expected_log.items()  # noqa: E731
+                           if text not in cluster.logs()]
+        wait_until(lambda: f"log lines for {missing()}", lambda: not missing(),
+                   time.monotonic() + 30, cluster.workers, interval=0.2)
+        assert not any(path.exists() for path in planted), "a pickled message was decoded"
+        assert dump(cluster.durable.store) == before
+        client.raise_orchestration_event(live, "go", data=7)
+        state = cluster.wait(live)
+        assert state.runtime_status is COMPLETED and state.output == 7, state
+
+
+# -- store URLs with passwords -------------------------------------------------------------------
+
+def cli(app: Celery, *args: str) -> Any:
+    """``celery -A <app> durable *args`` in this process (stdout and stderr apart)."""
+    obj = CLIContext(app=app, no_color=True, workdir=None)
+    return CliRunner().invoke(durable_cli, list(args), obj=obj, catch_exceptions=True)
+
+
+@pytest.mark.e2e
+def test_store_password_never_shows(cluster: EdgeCluster,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Not in the worker's log (after the cases above), the CLI's output and errors, the
+    errors of an unreachable or unreadable store URL, nor this process's log records."""
+    assert PASSWORD in cluster.durable.store.url  # the worker and client use it
+    shown: list[str] = [cluster.logs(), repr(cluster.durable.store)]
+    live = cluster.client.schedule_new_orchestration(ew.wait_event, input="never")
+    for args in (["list"], ["--json", "list"], ["show", live], ["show", "no-such-id"],
+                 ["history", "no-such-id"], ["raise", "no-such-id", "e"]):
+        result = cli(cluster.app, *args)
+        shown += [result.stdout, result.stderr]
+    with caplog.at_level(logging.DEBUG):
+        unreachable = Celery("unreachable", broker="memory://", set_as_current=False)
+        store_url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:1/nowhere"
+        found = Durable(unreachable, store_url=store_url)
+        with pytest.raises(Exception) as raised:
+            found.client.get_orchestration_state("some-id")
+        shown += [str(raised.value), repr(raised.value), repr(found.store)]
+        result = cli(unreachable, "list")
+        assert result.exit_code == 1 and "the store failed" in result.stderr, result.stderr
+        shown += [result.stdout, result.stderr]
+        for url in (f"nosuchdb://user:{PASSWORD}@host/db",
+                    f"postgresql+psycopg://user:{PASSWORD}@host:port/db"):
+            with pytest.raises(ValueError) as bad:
+                Durable(Celery("bad-url", set_as_current=False), store_url=url)
+            assert "user:***@host" in str(bad.value), bad.value
+            shown.append(str(bad.value))
+    shown += [record.getMessage() for record in caplog.records]
+    leaks = [text for text in shown if PASSWORD in text]
+    assert not leaks, leaks
