@@ -86,6 +86,23 @@ def timer_args(instance_id: Any, execution_id: Any, task_id: Any,
     return instance_id, execution_id, task_id, when
 
 
+def activity_header(task: str, header: Any) -> tuple[str, str, int, int, str]:
+    """The ``durable`` header of an orchestrated activity run (instance id, execution id, task
+    id, attempt, orchestrator), checked, or `MalformedMessageError`."""
+    if not isinstance(header, (list, tuple)) or len(header) != 5:
+        raise malformed(task, f"has the durable header {header!r}, not 5 values")
+    instance_id, execution_id, task_id, attempt, orchestrator = header
+    _instance_id(task, instance_id)
+    if not isinstance(execution_id, str) or not 1 <= len(execution_id) <= 32:
+        raise malformed(task, f"has the execution id {execution_id!r}")
+    for what, value in (("task id", task_id), ("attempt", attempt)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise malformed(task, f"has the {what} {value!r}, not an int")
+    if not isinstance(orchestrator, str):
+        raise malformed(task, f"names the orchestrator {orchestrator!r}, not a string")
+    return instance_id, execution_id, task_id, attempt, orchestrator
+
+
 def _instance_id(task: str, instance_id: Any) -> None:
     try:
         check_instance_id(instance_id)

@@ -278,6 +278,8 @@ def test_malformed_foreign_and_pickled_messages_are_dropped(cluster: EdgeCluster
         "bad count": "a celery_durable.episode message counts 'many' rejections",
         "no args": "missing 1 required positional argument: 'instance_id'",
         "bad timer": "a celery_durable.timer message fires at 'noon', not an ISO datetime",
+        "bad header": "a edge.echo message is for an invalid instance id",
+        "short header": "a edge.echo message has the durable header ['x'], not 5 values",
         "unknown id": "orchestration no-such-instance no longer exists",
         "foreign task": "Received unregistered task of type 'edge.evil'",
         "no task header": "Received and deleted unknown message",
@@ -292,6 +294,9 @@ def test_malformed_foreign_and_pickled_messages_are_dropped(cluster: EdgeCluster
     app.send_task(episode, args=[])
     app.send_task(timer, args=[live, "0" * 32, 1, "noon"])
     app.send_task(episode, args=["no-such-instance", "edge.wait_event"])
+    bad_header = {messages.DURABLE_HEADER: [123, "0" * 32, 1, 1, "edge.wait_event"]}
+    app.send_task("edge.echo", args=[1], headers=bad_header)
+    app.send_task("edge.echo", args=[1], headers={messages.DURABLE_HEADER: ["x"]})
     app.send_task("edge.evil", args=[live])
     exchange = Exchange(queue, type="direct")
     with app.producer_or_acquire() as producer:
