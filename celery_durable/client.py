@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -17,13 +16,14 @@ from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.history import HistoryEvent, utc
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import (
-    InvalidInstanceIdError,
+    OrchestrationAlreadyExistsError,
+    OrchestrationEndedError,
     OrchestrationNotFoundError,
-    OrchestrationStateError,
-    PayloadError,
 )
-from celery_durable.payload import dumps, from_json, to_json
+from celery_durable.ids import check_event_name, check_instance_id
+from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
+from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
 from celery_durable.state import OrchestrationState, Page
 from celery_durable.store import InboxItem, InstanceRecord, NewInstance
 from celery_durable.store.records import START_TIMER_ID
@@ -31,27 +31,8 @@ from celery_durable.store.records import START_TIMER_ID
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
 
-_ID_PATTERN = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
-#: payloads (input, event data) larger than this are refused before anything is stored
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-
-
-def check_instance_id(instance_id: Any) -> str:
-    if not isinstance(instance_id, str) or not _ID_PATTERN.match(instance_id):
-        raise InvalidInstanceIdError(
-            f"instance id must be a string of 1 to 256 characters without spaces or control "
-            f"characters, got {instance_id!r}")
-    return instance_id
-
-
-def _payload(value: Any, what: str) -> Any:
-    data = to_json(value, what)
-    size = len(dumps(data))
-    if size > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"{what} is {size:,} bytes of JSON, more than the "
-                           f"{MAX_PAYLOAD_BYTES:,} allowed; store large data elsewhere and "
-                           "pass a reference")
-    return data
+#: the default limit on payloads (input, event data); ``durable_max_payload_bytes`` sets it
+MAX_PAYLOAD_BYTES = DEFAULT_MAX_PAYLOAD_BYTES
 
 
 def _now() -> datetime:
@@ -65,6 +46,9 @@ class DurableClient:
         self.durable = durable
         self.store = durable.store
 
+    def _payload(self, value: Any, what: str) -> Any:
+        return to_json(value, what, limit=self.durable.settings.max_payload_bytes)
+
     # -- starting ----------------------------------------------------------------------------
     def schedule_new_orchestration(self, orchestrator: Any, *, input: Any = None,
                                    instance_id: str | None = None,
@@ -73,8 +57,8 @@ class DurableClient:
         """Create an instance and start it (at ``start_at``, if given); returns its id."""
         name = name_of(orchestrator, "orchestrator")
         self.durable.registry.orchestrator(name)  # UnknownNameError before anything is stored
-        instance_id = check_instance_id(instance_id or uuid.uuid4().hex)
-        data = _payload(input, f"input of orchestration {name!r}")
+        instance_id = check_instance_id(uuid.uuid4().hex if instance_id is None else instance_id)
+        data = self._payload(input, f"input of orchestration {name!r}")
         if tags is not None and not (isinstance(tags, dict) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
             raise TypeError(f"tags must be a dict of str to str, got {tags!r}")
@@ -87,9 +71,10 @@ class DurableClient:
                              tags=tags, start_at=utc(start_at) if start_at else None,
                              created_at=now)
         if not self.store.create_instance(record, [start]):
-            raise OrchestrationStateError(
-                f"an orchestration with id {instance_id!r} is already running; choose another id "
-                "or wait until it has ended")
+            raise OrchestrationAlreadyExistsError(
+                f"an orchestration with id {instance_id!r} is already running (or waiting to "
+                "start); choose another id, or wait until it has ended (the id of an ended "
+                "instance may be reused: its history is replaced)")
         if record.start_at is None:
             messages.publish(self.durable.app,
                              [self.durable.episode_message(instance_id, name)])
@@ -110,7 +95,9 @@ class DurableClient:
     def _require(self, instance_id: str) -> InstanceRecord:
         record = self.store.get_instance(check_instance_id(instance_id))
         if record is None:
-            raise OrchestrationNotFoundError(f"no orchestration instance has id {instance_id!r}")
+            raise OrchestrationNotFoundError(
+                f"no orchestration instance has id {instance_id!r}; check the id, or schedule "
+                "the orchestration first (it may also have been purged)")
         return record
 
     def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
@@ -169,10 +156,8 @@ class DurableClient:
     def raise_orchestration_event(self, instance_id: str, event_name: str, *,
                                   data: Any = None) -> None:
         """Deliver an external event; events nobody waits for yet are kept in order."""
-        if not isinstance(event_name, str) or not event_name or len(event_name) > 256:
-            raise ValueError(f"event name must be a non-empty string of at most 256 "
-                             f"characters, got {event_name!r}")
-        payload = _payload(data, f"data of event {event_name!r}")
+        check_event_name(event_name)
+        payload = self._payload(data, f"data of event {event_name!r}")
         self._send(instance_id, h.event_raised(event_name, payload, _now()), "raise an event to")
 
     def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
@@ -184,13 +169,13 @@ class DurableClient:
     def terminate_orchestration(self, instance_id: str, *, output: Any = None,
                                 recursive: bool = True) -> None:
         """End the instance now with ``output`` (and its running sub-orchestrations)."""
-        payload = _payload(output, "termination output")
+        payload = self._payload(output, "termination output")
         self._send(instance_id, h.execution_terminated(_now(), payload, recursive), "terminate")
 
     def _send(self, instance_id: str, event: HistoryEvent, verb: str) -> None:
         record = self._require(instance_id)
         if record.status.is_terminal:
-            raise OrchestrationStateError(
+            raise OrchestrationEndedError(
                 f"cannot {verb} orchestration {instance_id!r}: it has already ended "
                 f"({record.status.value})")
         if self.store.deliver(instance_id, [InboxItem(f"client:{uuid.uuid4().hex}", event)]):

@@ -40,6 +40,10 @@ class PayloadError(DurableError, TypeError):
     """A value cannot be stored as JSON (inputs, outputs, event data, custom status)."""
 
 
+class PayloadTooLargeError(PayloadError):
+    """A payload's JSON is larger than ``durable_max_payload_bytes``."""
+
+
 class UnknownNameError(DurableError, LookupError):
     """No orchestrator or activity is registered under the given name."""
 
@@ -48,8 +52,25 @@ class InvalidInstanceIdError(DurableError, ValueError):
     """An instance id is empty, too long or contains characters that are not allowed."""
 
 
+class InvalidNameError(DurableError, ValueError):
+    """An event name is empty, too long or contains characters that are not allowed."""
+
+
 class OrchestrationStateError(DurableError):
     """The requested operation does not apply to the instance in its current state."""
+
+
+class OrchestrationAlreadyExistsError(OrchestrationStateError):
+    """A new orchestration was given the id of an instance that has not ended yet."""
+
+
+class OrchestrationEndedError(OrchestrationStateError):
+    """An event, suspend, resume or terminate was sent to an instance that has ended."""
+
+
+class MalformedMessageError(DurableError):
+    """A message on a celery_durable task is not one celery_durable sends (wrong arguments, or
+    a serializer other than JSON); the worker logs it and drops it."""
 
 
 class VersionMismatchError(DurableError):

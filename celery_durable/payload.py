@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Union
 
-from celery_durable.errors import PayloadError
+from celery_durable.errors import PayloadError, PayloadTooLargeError
 
 __all__ = ["MARKER", "AttrObject", "dumps", "from_json", "input_annotation", "loads", "to_json"]
 
@@ -68,8 +68,25 @@ class AttrObject:
         return {k: _plain(v, objects=False) for k, v in self.__dict__.items()}
 
 
-def to_json(value: Any, what: str = "value") -> Any:
-    """Return `value` as JSON data, or raise `PayloadError` naming `what` and the bad part."""
+def to_json(value: Any, what: str = "value", *, limit: int | None = None) -> Any:
+    """Return `value` as JSON data, or raise `PayloadError` naming `what` and the bad part;
+    `PayloadTooLargeError` if ``limit`` is given and its JSON text is longer (in bytes)."""
+    data = _to_json(value, what)
+    if limit is not None:
+        check_size(data, what, limit)
+    return data
+
+
+def check_size(data: Any, what: str, limit: int) -> None:
+    """Raise `PayloadTooLargeError` if the JSON text of ``data`` is over ``limit`` bytes."""
+    size = len(dumps(data))  # ASCII: non-ASCII characters are written as \u escapes
+    if size > limit:
+        raise PayloadTooLargeError(
+            f"{what} is {size:,} bytes of JSON, more than the {limit:,} allowed "
+            "(durable_max_payload_bytes); store large data elsewhere and pass a reference")
+
+
+def _to_json(value: Any, what: str) -> Any:
     active: set[int] = set()  # ids of the containers being encoded, to refuse cycles
 
     def refuse(path: str, problem: str, advice: str = _ACCEPTED) -> typing.NoReturn:

@@ -24,6 +24,7 @@ from celery_durable.engine.actions import (
 from celery_durable.engine.history import utc
 from celery_durable.engine.retry import RetryPolicy
 from celery_durable.engine.tasks import CompletableTask, Task, WhenAllTask, WhenAnyTask
+from celery_durable.ids import check_instance_id
 from celery_durable.payload import from_json, to_json
 from celery_durable.versioning import Version, compare_versions
 
@@ -84,8 +85,11 @@ class OrchestrationContext:
     """The orchestrator's handle on its instance: schedule work, read deterministic time."""
 
     def __init__(self, instance_id: str, *, default_version: str | None = None,
-                 version_of: Callable[[str], str | None] | None = None) -> None:
+                 version_of: Callable[[str], str | None] | None = None,
+                 max_payload_bytes: int | None = None) -> None:
         self._instance_id = instance_id
+        #: payloads (inputs, custom status, output) over this many bytes of JSON are refused
+        self._max_payload_bytes = max_payload_bytes
         self._default_version = default_version
         #: the version a sub-orchestration gets when the call names none (by orchestrator name)
         self._version_of = version_of
@@ -169,7 +173,7 @@ class OrchestrationContext:
                       retry_policy: RetryPolicy | None = None) -> Task[Any]:
         """Schedule an activity; the task completes with its result (or TaskFailedError)."""
         name = name_of(activity, "activity")
-        payload = to_json(input, f"input of activity {name!r}")
+        payload = to_json(input, f"input of activity {name!r}", limit=self._max_payload_bytes)
 
         def make(task_id: int, attempt: int) -> Scheduling:
             return ScheduleActivity(task_id, name, payload, attempt)
@@ -182,13 +186,16 @@ class OrchestrationContext:
                               version: str | None = None) -> Task[Any]:
         """Start a child orchestration; the task completes with its output."""
         name = name_of(orchestrator, "orchestrator")
-        payload = to_json(input, f"input of sub-orchestration {name!r}")
+        payload = to_json(input, f"input of sub-orchestration {name!r}", limit=self._max_payload_bytes)
         if version is not None:
             child_version: str | None = version
         elif self._version_of is not None:
             child_version = self._version_of(name)
         else:
             child_version = self._default_version
+
+        if instance_id is not None:
+            check_instance_id(instance_id)
 
         def make(task_id: int, attempt: int) -> Scheduling:
             child_id = instance_id or self._child_instance_id(task_id)
@@ -260,7 +267,7 @@ class OrchestrationContext:
     # -- instance-level ----------------------------------------------------------------------------
     def set_custom_status(self, value: Any) -> None:
         """Publish a JSON value that clients see in the instance's state while it runs."""
-        self._custom_status = to_json(value, "custom status")
+        self._custom_status = to_json(value, "custom status", limit=self._max_payload_bytes)
 
     def new_uuid(self) -> str:
         """A UUID that is the same every time this point of the orchestrator is replayed."""
@@ -275,5 +282,5 @@ class OrchestrationContext:
         With ``save_events``, external events received but not yet waited for are carried into
         the new execution.
         """
-        payload = to_json(new_input, "continue_as_new input")
+        payload = to_json(new_input, "continue_as_new input", limit=self._max_payload_bytes)
         self._continue_as_new = (payload, bool(save_events), new_version)

@@ -91,9 +91,11 @@ class Orchestration:
 
     def __init__(self, orchestrator: Callable[..., Any], instance_id: str, *,
                  default_version: str | None = None,
-                 version_of: Callable[[str], str | None] | None = None) -> None:
+                 version_of: Callable[[str], str | None] | None = None,
+                 max_payload_bytes: int | None = None) -> None:
         self.ctx = OrchestrationContext(instance_id, default_version=default_version,
-                                        version_of=version_of)
+                                        version_of=version_of,
+                                        max_payload_bytes=max_payload_bytes)
         self._fn = orchestrator
         self._generator: Generator[Any, Any, Any] | None = None
         self._waiting_on: Task[Any] | None = None
@@ -367,7 +369,8 @@ class Orchestration:
             self._finish(Status.CONTINUED_AS_NEW)
             return
         try:
-            output = to_json(value, f"output of orchestrator {self.ctx._name!r}")
+            output = to_json(value, f"output of orchestrator {self.ctx._name!r}",
+                             limit=self.ctx._max_payload_bytes)
         except PayloadError as exc:
             self._finish_with_exception(exc)
             return

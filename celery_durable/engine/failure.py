@@ -18,7 +18,11 @@ class FailureDetails:
     @classmethod
     def from_exception(cls, exc: BaseException) -> FailureDetails:
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(message=str(exc), error_type=type(exc).__name__, stack_trace=stack)
+        try:
+            message = str(exc)
+        except Exception as error:  # noqa: BLE001 - user code: a broken __str__ must not hide exc
+            message = f"<str() of the {type(exc).__name__} raised {type(error).__name__}>"
+        return cls(message=message, error_type=type(exc).__name__, stack_trace=stack)
 
     def to_json(self) -> dict[str, Any]:
         return {"message": self.message, "error_type": self.error_type,

@@ -18,10 +18,12 @@ from celery import Task
 
 from celery_durable.engine import history as h
 from celery_durable.engine.failure import FailureDetails
-from celery_durable.errors import DurableError, OrchestrationNotFoundError
+from celery_durable.errors import DurableError, MalformedMessageError, OrchestrationNotFoundError
 from celery_durable.payload import from_json, input_annotation, to_json
 from celery_durable.registry import ActivityDef
+from celery_durable.runtime import inbound
 from celery_durable.runtime.episode import completion_item
+from celery_durable.runtime.inbound import STRATEGY
 from celery_durable.runtime.messages import DURABLE_HEADER
 
 if TYPE_CHECKING:
@@ -68,12 +70,13 @@ class ActivityTask(Task):
                                    **options)
 
 
-def durable_header(request: Any) -> list[Any] | None:
-    """The ``[instance_id, execution_id, task_id, attempt]`` header of an orchestrated run."""
+def durable_header(request: Any) -> Any:
+    """The ``[instance_id, execution_id, task_id, attempt, orchestrator]`` header of an
+    orchestrated run (as received: `inbound.activity_header` checks it), or None."""
     value = getattr(request, DURABLE_HEADER, None)
     if value is None:
         value = (getattr(request, "headers", None) or {}).get(DURABLE_HEADER)
-    return list(value) if value else None
+    return value if value else None
 
 
 def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
@@ -82,17 +85,26 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     options = {**ACTIVITY_DEFAULTS, **definition.options}
     options["durable_queue"] = options.pop("queue", None)
     options["throws"] = (*options.get("throws", ()), ActivityFailed)
+    # orchestrated runs (their messages carry the durable header) take JSON messages only
+    options.setdefault("Strategy", STRATEGY)
+    options["durable_json_only_header"] = DURABLE_HEADER
 
     def run(task: Any, input: Any = None) -> Any:
         header = durable_header(task.request)
         if header is None:
             ctx = ActivityContext(celery_task_id=task.request.id)
             return definition.fn(ctx, from_json(input, annotation))
-        instance_id, execution_id, task_id, attempt, orchestrator = header
-        ctx = ActivityContext(instance_id, int(task_id), int(attempt), task.request.id)
+        try:
+            instance_id, execution_id, task_id, attempt, orchestrator = \
+                inbound.activity_header(definition.name, header)
+        except MalformedMessageError as exc:
+            logger.error("%s", exc)
+            return None
+        ctx = ActivityContext(instance_id, task_id, attempt, task.request.id)
         try:
             result = to_json(definition.fn(ctx, from_json(input, annotation)),
-                             f"result of activity {definition.name!r}")
+                             f"result of activity {definition.name!r}",
+                             limit=durable.settings.max_payload_bytes)
         except Exception as exc:
             failure = FailureDetails.from_exception(exc)
             event = h.task_failed(int(task_id), failure, _now())

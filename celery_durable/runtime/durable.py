@@ -13,7 +13,7 @@ from celery import Celery, bootsteps, signals
 from sqlalchemy.exc import DBAPIError
 
 from celery_durable.engine import history as h
-from celery_durable.errors import OrchestrationNotFoundError
+from celery_durable.errors import MalformedMessageError, OrchestrationNotFoundError
 from celery_durable.registry import (
     GLOBAL,
     ActivityDef,
@@ -22,7 +22,7 @@ from celery_durable.registry import (
     make_activity,
     make_orchestrator,
 )
-from celery_durable.runtime import filesystem, messages
+from celery_durable.runtime import filesystem, inbound, messages
 from celery_durable.runtime.activity import make_activity_task
 from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.settings import DurableSettings
@@ -101,29 +101,42 @@ class Durable:
         # shared=False: Celery's default would hand these tasks, bound to this Durable, to every
         # app created later in the process
         options = {"bind": True, "shared": False, "acks_late": True,
-                   "reject_on_worker_lost": True, "ignore_result": True}
+                   "reject_on_worker_lost": True, "ignore_result": True,
+                   "Strategy": inbound.STRATEGY}
 
         @app.task(name=messages.EPISODE_TASK, **options)
         def episode(task: Any, instance_id: str, name: str = "", rejections: int = 0) -> None:
             """Run an episode of an orchestration instance (woken by a message)."""
+            try:
+                instance_id, rejections = inbound.episode_args(instance_id, name, rejections)
+            except MalformedMessageError as exc:
+                logger.error("%s", exc)
+                return
             with _store_outage_retried(task, instance_id):
-                runner.run(instance_id, wait=True, rejections=int(rejections))
+                runner.run(instance_id, wait=True, rejections=rejections)
 
         @app.task(name=messages.TIMER_TASK, **options)
         def timer(task: Any, instance_id: str, execution_id: str, task_id: int,
                   fire_at: str) -> None:
             """Fire a durable timer: record TimerFired once and run the next episode."""
-            if int(task_id) == START_TIMER_ID:  # a delayed start: its start event waits
+            try:
+                instance_id, execution_id, task_id, fires = inbound.timer_args(
+                    instance_id, execution_id, task_id, fire_at)
+            except MalformedMessageError as exc:
+                logger.error("%s", exc)
+                return
+            if task_id == START_TIMER_ID:  # a delayed start: its start event waits
                 with _store_outage_retried(task, instance_id):
                     runner.run(instance_id, wait=True)
                 return
-            when = h.utc(datetime.fromisoformat(fire_at))
-            event = h.timer_fired(int(task_id), when, datetime.now(timezone.utc))
+            when = h.utc(fires)
+            event = h.timer_fired(task_id, when, datetime.now(timezone.utc))
             item = InboxItem(f"timer:{execution_id}:{task_id}", event, execution_id)
             with _store_outage_retried(task, instance_id):
                 runner.run(instance_id, [item], wait=True)
 
-        @app.task(name=messages.SWEEP_TASK, bind=True, shared=False, ignore_result=True)
+        @app.task(name=messages.SWEEP_TASK, bind=True, shared=False, ignore_result=True,
+                  Strategy=inbound.STRATEGY)
         def sweep_task(task: Any) -> None:
             """Run one sweep (for deployments that prefer celery beat to the worker bootstep)."""
             sweep(self)

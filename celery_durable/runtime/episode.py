@@ -173,7 +173,8 @@ class EpisodeRunner:
         if state is None:
             state = Orchestration(definition.fn, inst.instance_id,
                                   default_version=self.durable.default_version,
-                                  version_of=self.durable.version_for)
+                                  version_of=self.durable.version_for,
+                                  max_payload_bytes=self.durable.settings.max_payload_bytes)
         if state.history_length < inst.history_len:  # cold, or warm but behind the store
             history = ep.load_history(state.history_length)
             self.events_processed += len(history)

@@ -74,5 +74,7 @@ def publish(app: Celery, messages: Iterable[Message]) -> None:
             options = dict(message.get("options") or {})
             if "eta" in options:
                 options["eta"] = datetime.fromisoformat(options["eta"])
+            # JSON whatever the app's task_serializer: workers refuse anything else
             app.send_task(message["task"], args=message.get("args") or [],
-                          kwargs=message.get("kwargs") or {}, producer=producer, **options)
+                          kwargs=message.get("kwargs") or {}, producer=producer,
+                          serializer="json", **options)

@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 DEFAULT_STORE_URL = "sqlite:///celery_durable.sqlite3"
+#: the default of ``durable_max_payload_bytes``: 4 MiB
+DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class DurableSettings:
     episode_queue: str | None = None
     #: run the sweeper inside every worker (a bootstep)
     sweeper_enabled: bool = True
+    #: largest JSON (in bytes) of one payload: the client refuses larger inputs and event data,
+    #: an activity result or orchestrator output, input or custom status over it fails the task
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -47,4 +52,12 @@ class DurableSettings:
             state_cache_size=int(get("state_cache_size", defaults.state_cache_size)),
             episode_queue=get("episode_queue", None),
             sweeper_enabled=bool(get("sweeper_enabled", True)),
+            max_payload_bytes=_positive_int("durable_max_payload_bytes",
+                                            get("max_payload_bytes", defaults.max_payload_bytes)),
         )
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be a positive int (bytes), got {value!r}")
+    return value

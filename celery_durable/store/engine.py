@@ -12,6 +12,7 @@ locks, and a re-read inside an episode sees rows committed since).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +31,28 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER = 1.0
 
 
+def masked_url(url: Any) -> str:
+    """``url`` with its password replaced by ``***`` (SQLAlchemy's rendering), for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: mask what looks like a password
+        text = str(url)
+        if "://" not in text:
+            return "(a string that is not a URL)"
+        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", text)
+
+
 def dialect_of(url: str) -> str:
     """The store's name for the database behind ``url``: "sqlite", "postgresql" or "mysql"."""
-    name = make_url(url).get_backend_name()
+    try:
+        name = make_url(url).get_backend_name()
+    except Exception as exc:  # ArgumentError, or ValueError for a bad port
+        raise ValueError(f"cannot read the store URL {masked_url(url)!r} ({exc}); write it as "
+                         "dialect+driver://user:password@host:port/database") from None
     name = "mysql" if name == "mariadb" else name
     if name not in SUPPORTED_DIALECTS:
-        raise ValueError(f"unsupported store database {name!r} in {url!r}; use SQLite, "
-                         "PostgreSQL or MySQL/MariaDB (e.g. postgresql+psycopg://host/db)")
+        raise ValueError(f"unsupported store database {name!r} in {masked_url(url)!r}; use "
+                         "SQLite, PostgreSQL or MySQL/MariaDB (e.g. postgresql+psycopg://host/db)")
     return name
 
 
@@ -91,7 +107,7 @@ def is_deadlock(error: BaseException) -> bool:
         return False
     if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
         return True
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
     return bool(args) and args[0] in _RETRYABLE_MYSQL_CODES
 
 

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
@@ -26,6 +25,7 @@ from celery_durable.store.engine import (
     dialect_of,
     is_deadlock,
     make_engine,
+    masked_url,
 )
 from celery_durable.store.episode import Episode, run_episode
 from celery_durable.store.migrate import upgrade_schema
@@ -91,7 +91,7 @@ class Store:
         self.outbox_acks = OutboxAcks(self.delete_outbox)
 
     def __repr__(self) -> str:
-        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Store({masked_url(self.url)!r})"
 
     # -- engine and schema -----------------------------------------------------------------------
 

@@ -89,6 +89,11 @@ client.schedule_new_orchestration(process_order, instance_id="order-42")
 raised(lambda: client.schedule_new_orchestration(process_order, instance_id="order-42"))
 raised(lambda: client.raise_orchestration_event("order-43", "approval"))
 raised(lambda: client.schedule_new_orchestration(process_order, input="x" * 5_000_000))
+raised(lambda: client.raise_orchestration_event("order-42", "approval\n"))
+client.schedule_new_orchestration(process_order, instance_id="order-44")
+client.terminate_orchestration("order-44")
+durable.runner.run("order-44")  # the episode, inline: the instance ends
+raised(lambda: client.raise_orchestration_event("order-44", "approval"))
 durable.store.dispose()
 
 print(json.dumps(found))
