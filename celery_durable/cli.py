@@ -396,3 +396,8 @@ def _print_report(report: RecoveryReport) -> None:
                    f"{report.starts_left_to_sweeper} delayed start(s).")
     if report.dry_run:
         click.echo("Dry run: nothing was sent.")
+
+
+from celery_durable.ui.command import ui as _ui  # noqa: E402  (the dashboard, its own module)
+
+durable.add_command(_ui)
