@@ -58,13 +58,14 @@ class Base(tornado.web.RequestHandler):
     def prepare(self) -> None:
         if self.auth is not None and not self.auth.accepts(
                 self.request.headers.get("Authorization")):
-            self.set_header("WWW-Authenticate", 'Basic realm="celery_durable"')
             self.send_error(401, message="authentication required: this dashboard was started "
                                          "with --basic-auth")
             return
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = kwargs.get("message") or self._reason
+        if status_code == 401:  # (send_error cleared the headers set before it)
+            self.set_header("WWW-Authenticate", 'Basic realm="celery_durable"')
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message, "status": status_code}))
 

@@ -187,8 +187,16 @@ def page(browser: Any, setup: Setup) -> Iterator[Any]:
                                                     "password": setup.password})
     context.set_default_timeout(10_000)
     page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on("console", lambda msg: msg.type == "error" and not msg.text.startswith(
+        "Failed to load resource") and errors.append(f"console: {msg.text}"))
     with workers.logs_on_failure(setup.processes):
-        yield page
+        try:
+            yield page
+        finally:
+            print("\n".join(errors))
+        assert not errors, errors  # a script error fails the test
     context.close()
 
 

@@ -6,6 +6,7 @@ const errorBox = document.getElementById("error");
 const resultBox = document.getElementById("action-result");
 const dialog = document.getElementById("dialog");
 let current = null;  // the instance as last loaded
+let purged = false;  // purged from this page: nothing left to load
 
 const ACTION_TEXT = {
   events: ["Raise an event", "Deliver an external event to this instance."],
@@ -70,11 +71,12 @@ function renderHistory(events) {
     el("tr", { dataset: { kind: e.kind, seq: e.seq } },
       el("td", { class: "num" }, e.seq), el("td", {}, e.kind),
       el("td", { class: "num" }, e.task_id === null ? "-" : e.task_id), el("td", {}, e.name || "-"),
-      el("td", {}, fmtTime(e.timestamp)), el("td", {}, flowerLink(e.celery_task_id)),
+      el("td", { class: "nowrap" }, fmtTime(e.timestamp)), el("td", { class: "nowrap" }, flowerLink(e.celery_task_id)),
       el("td", {}, el("pre", { class: "json small" }, json(e.data))))));
 }
 
 async function load() {
+  if (purged) return;
   try {
     const [inst, events, svg] = await Promise.all([
       api(apiInstance(INSTANCE_ID)), api(apiInstance(INSTANCE_ID, "/history")),
@@ -86,6 +88,7 @@ async function load() {
     // server-built SVG: every text in it is escaped, and it holds no script
     document.getElementById("timeline").innerHTML = svg;
   } catch (error) {
+    if (purged) return;
     showError(errorBox, error.message);
     if (error.status === 404) {
       document.getElementById("instance").dataset.status = "MISSING";
@@ -146,11 +149,14 @@ async function confirmAction(event) {
     resultBox.textContent = answer.message;
     resultBox.hidden = false;
     if (action === "purge") {
+      purged = true;
       document.getElementById("instance").dataset.status = "PURGED";
       for (const button of document.querySelectorAll("#actions button")) button.disabled = true;
       return;
     }
     await load();
+    // the instance applies the action in its next episode: look again shortly
+    for (const delay of [400, 1200, 3000]) setTimeout(load, delay);
   } catch (error) {
     showError(errorLine, error.message);
   } finally {
@@ -167,5 +173,5 @@ document.getElementById("d-cancel").addEventListener("click", () => dialog.close
 load();
 autoRefresh(document.getElementById("auto-refresh"), () => {
   const ended = current && ["COMPLETED", "FAILED", "TERMINATED"].includes(current.status);
-  if (!dialog.open && !ended && document.getElementById("instance").dataset.status !== "PURGED") load();
+  if (!dialog.open && !ended) load();
 });
