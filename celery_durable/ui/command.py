@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import click
 from celery.bin.base import CeleryCommand
 
@@ -33,8 +31,10 @@ def ui(ctx: click.Context, port: int, address: str, basic_auth: str | None,
     """Serve the web dashboard (needs the ui extra)."""
     from celery_durable.cli import _durable
 
-    if importlib.util.find_spec("tornado") is None:
-        raise click.ClickException(MISSING_EXTRA)
+    try:
+        import tornado  # noqa: F401  (the ui extra)
+    except ImportError:
+        raise click.ClickException(MISSING_EXTRA) from None
     from celery_durable.ui.auth import BasicAuth
     from celery_durable.ui.dashboard import Dashboard
     from celery_durable.ui.server import serve

@@ -102,7 +102,7 @@ def build_timeline(instance_id: str, execution_id: str, events: list[HistoryEven
             bars.append(Bar(EVENT, f"event {event.name!r} received", event.timestamp,
                             event.timestamp, "completed"))
     bars.extend(waits or [])
-    end = ended_at or now
+    end = ended_at or whole.end or now
     for bar in bars:
         if bar.end is None and ended_at is not None:
             bar.end = ended_at

@@ -6,7 +6,7 @@ import urllib.parse
 
 import durable_ui_app as ua
 import pytest
-from conftest import BULK_INSTANCES, FLOWER_URL, USER, Setup, no_change
+from durable_ui_helpers import BULK_INSTANCES, FLOWER_URL, USER, Setup, no_change
 
 from celery_durable import OrchestrationStatus
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import durable_ui_app as ua
 import pytest
-from conftest import BULK_NAMES, FLOWER_URL, ROOT, Setup, no_change
+from durable_ui_helpers import BULK_NAMES, FLOWER_URL, ROOT, Setup, no_change
 
 from celery_durable import OrchestrationStatus
 
