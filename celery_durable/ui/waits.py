@@ -5,6 +5,7 @@ wait for them. The dashboard's process knows the orchestrators (it loads the app
 it replays the history one event at a time, as a worker does (replay runs no activity and writes
 nothing), and notes after each event which ``wait_for_external_event`` tasks are open: a wait
 starts at the event after which its task appeared and ends at the event that completed it.
+(It reads the engine's open waits, ``ctx._event_waiters``: the engine has no public view of them.)
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from celery_durable.engine import history as h
 from celery_durable.engine.executor import Orchestration
 from celery_durable.engine.history import HistoryEvent
+from celery_durable.errors import NonDeterminismError
 from celery_durable.ui.timeline import EVENT_WAIT, Bar
 
 if TYPE_CHECKING:
@@ -39,8 +40,9 @@ def event_waits(durable: Durable, instance_id: str, name: str,
     try:
         for event in events:
             orchestration.replay([event])
-            if orchestration.status.value == "FAILED" and event.kind != h.EXECUTION_COMPLETED:
-                return None  # the code does not match this history (NonDeterminismError)
+            failure = getattr(orchestration, "_failure", None)
+            if failure is not None and failure.error_type == NonDeterminismError.__name__:
+                return None  # the code does not match this history (it changed since)
             _note(orchestration, event.timestamp, waiting, bars)
     except Exception:  # user code that raises on replay: show the timeline without waits
         logger.debug("replaying %s for its event waits failed", instance_id, exc_info=True)
