@@ -11,7 +11,7 @@ MISSING_EXTRA = ("the dashboard needs the ui extra (Tornado is not installed): "
 
 
 @click.command(name="ui", cls=CeleryCommand)
-@click.option("--port", type=click.IntRange(0, 65535), default=5566, show_default=True,
+@click.option("--port", type=click.IntRange(1, 65535), default=5566, show_default=True,
               help="Port to listen on.")
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: every interface).")
