@@ -229,35 +229,58 @@ class Store:
     def query_instances(self, *, statuses: Sequence[str] | None = None, name: str | None = None,
                         created_from: datetime | None = None,
                         created_to: datetime | None = None, limit: int = 100,
-                        after: tuple[datetime, str] | None = None,
-                        id_contains: str | None = None,
-                        newest_first: bool = False) -> list[InstanceRecord]:
-        """Instances matching every given filter (created_from/created_to inclusive; ``id_contains``
-        a substring of the instance id), ordered by (created_at, instance_id), or the reverse with
-        ``newest_first``, starting after the ``after`` key (keyset paging)."""
+                        after: tuple[datetime, str] | None = None) -> list[InstanceRecord]:
+        """Instances matching every given filter (created_from/created_to inclusive), ordered by
+        (created_at, instance_id), starting after the ``after`` key (keyset paging)."""
+        query = select(instances)
+        if statuses is not None:
+            query = query.where(instances.c.status.in_(
+                [OrchestrationStatus(s).value for s in statuses]))
+        if name is not None:
+            query = query.where(instances.c.name == name)
+        if created_from is not None:
+            query = query.where(instances.c.created_at >= to_db_time(created_from))
+        if created_to is not None:
+            query = query.where(instances.c.created_at <= to_db_time(created_to))
+        if after is not None:
+            at, after_id = to_db_time(after[0]), after[1]
+            query = query.where(or_(instances.c.created_at > at,
+                                    (instances.c.created_at == at)
+                                    & (instances.c.instance_id > after_id)))
+        query = query.order_by(instances.c.created_at, instances.c.instance_id).limit(limit)
+        with self._read() as conn:
+            return [InstanceRecord.from_row(row) for row in conn.execute(query).mappings()]
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many instances have each status (statuses with none are left out)."""
+        query = select(instances.c.status, func.count()).group_by(instances.c.status)
+        with self._read() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
+
+    def search_instances(self, *, statuses: Sequence[str] | None = None,
+                         name: str | None = None, created_from: datetime | None = None,
+                         created_to: datetime | None = None, id_contains: str | None = None,
+                         limit: int = 100, after: tuple[datetime, str] | None = None
+                         ) -> list[InstanceRecord]:
+        """As `query_instances` (plus ``id_contains``: part of the instance id), newest first:
+        ordered by (created_at, instance_id) descending, after the ``after`` key."""
         query = select(instances).where(*_instance_filters(
             statuses, name, created_from, created_to, id_contains))
         if after is not None:
             at, after_id = to_db_time(after[0]), after[1]
-            if newest_first:
-                query = query.where(or_(instances.c.created_at < at,
-                                        (instances.c.created_at == at)
-                                        & (instances.c.instance_id < after_id)))
-            else:
-                query = query.where(or_(instances.c.created_at > at,
-                                        (instances.c.created_at == at)
-                                        & (instances.c.instance_id > after_id)))
-        order: list[Any] = [instances.c.created_at, instances.c.instance_id]
-        if newest_first:
-            order = [column.desc() for column in order]
-        query = query.order_by(*order).limit(limit)
+            query = query.where(or_(instances.c.created_at < at,
+                                    (instances.c.created_at == at)
+                                    & (instances.c.instance_id < after_id)))
+        query = query.order_by(instances.c.created_at.desc(),
+                               instances.c.instance_id.desc()).limit(limit)
         with self._read() as conn:
             return [InstanceRecord.from_row(row) for row in conn.execute(query).mappings()]
 
-    def count_by_status(self, *, name: str | None = None, created_from: datetime | None = None,
-                        created_to: datetime | None = None,
-                        id_contains: str | None = None) -> dict[str, int]:
-        """How many instances (matching the filters, as `query_instances` reads them) have each
+    def count_matching_by_status(self, *, name: str | None = None,
+                                 created_from: datetime | None = None,
+                                 created_to: datetime | None = None,
+                                 id_contains: str | None = None) -> dict[str, int]:
+        """How many instances matching the filters (as `search_instances` reads them) have each
         status; statuses with none are left out."""
         query = (select(instances.c.status, func.count())
                  .where(*_instance_filters(None, name, created_from, created_to, id_contains))

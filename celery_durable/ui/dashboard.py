@@ -143,12 +143,12 @@ class Dashboard:
             after = _decode_token(token) if token else None
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        records = self.store.query_instances(statuses=statuses, limit=limit + 1, after=after,
-                                             newest_first=True, **filters)
+        records = self.store.search_instances(statuses=statuses, limit=limit + 1, after=after,
+                                              **filters)
         more = len(records) > limit
         records = records[:limit]
         now = _now()
-        counts = self.store.count_by_status(**filters)
+        counts = self.store.count_matching_by_status(**filters)
         return {"items": [summary_json(r, now) for r in records],
                 "continuation_token": _encode_token(records[-1]) if more and records else None,
                 "counts": {s.value: counts.get(s.value, 0) for s in OrchestrationStatus},

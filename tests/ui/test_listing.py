@@ -24,7 +24,7 @@ def test_newest_first_pages_cover_every_instance_once(tmp_path: Path) -> None:
     store = _store(tmp_path, ids)
     seen, after = [], None
     while True:
-        page = store.query_instances(limit=3, after=after, newest_first=True)
+        page = store.search_instances(limit=3, after=after)
         if not page:
             break
         seen += page
@@ -36,10 +36,10 @@ def test_newest_first_pages_cover_every_instance_once(tmp_path: Path) -> None:
 
 def test_id_search_takes_like_wildcards_literally(tmp_path: Path) -> None:
     store = _store(tmp_path, ["a_b", "axb", "a%b", "zzz"])
-    assert [r.instance_id for r in store.query_instances(id_contains="a_b")] == ["a_b"]
-    assert [r.instance_id for r in store.query_instances(id_contains="%")] == ["a%b"]
-    assert store.count_by_status(id_contains="b") == {"PENDING": 3}
-    assert store.count_by_status(created_from=T0 + timedelta(seconds=3)) == {}
+    assert [r.instance_id for r in store.search_instances(id_contains="a_b")] == ["a_b"]
+    assert [r.instance_id for r in store.search_instances(id_contains="%")] == ["a%b"]
+    assert store.count_matching_by_status(id_contains="b") == {"PENDING": 3}
+    assert store.count_matching_by_status(created_from=T0 + timedelta(seconds=3)) == {}
     store.dispose()
 
 

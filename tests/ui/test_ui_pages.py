@@ -251,14 +251,18 @@ def test_bad_input_shows_an_error_and_changes_nothing(setup: Setup, page: Any) -
     client.terminate_orchestration(iid)
 
 
-def _median_load(page: Any, path: str, runs: int = 5) -> float:
+def _median_load(page: Any, path: str, runs: int = 5) -> tuple[float, float]:
+    """The median time (s) the page took to show its data, as the browser measures it (from
+    navigation start to the first render of the API's answer), and as this test sees it
+    (including Playwright's round trips)."""
     _open(page, path)  # warm: templates compiled, static files cached, connections pooled
-    times = []
+    in_browser, seen = [], []
     for _ in range(runs):
         started = time.perf_counter()
         _open(page, path)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        seen.append(time.perf_counter() - started)
+        in_browser.append(float(page.evaluate("document.body.dataset.readyMs")) / 1000)
+    return statistics.median(in_browser), statistics.median(seen)
 
 
 def test_pages_stay_fast_with_10000_instances(setup: Setup, page: Any) -> None:
@@ -268,7 +272,8 @@ def test_pages_stay_fast_with_10000_instances(setup: Setup, page: Any) -> None:
     paths = {"instances": "/", "instances, filtered": "/?status=FAILED&name=ui_e2e.bulk_report",
              "instances, id search": "/?q=bulk-0999", "instance": f"/instances/{iid}"}
     measured = {what: _median_load(page, path) for what, path in paths.items()}
-    print("\nmedian page load with 10,000 instances: " + ", ".join(
-        f"{what} {seconds * 1000:.0f} ms" for what, seconds in measured.items()))
-    for what, seconds in measured.items():
-        assert seconds < PAGE_BUDGET, f"{what}: {seconds * 1000:.0f} ms"
+    print("\nmedian page load with 10,000 instances (in the browser / seen by the test): "
+          + ", ".join(f"{what} {browser * 1000:.0f} / {seen * 1000:.0f} ms"
+                      for what, (browser, seen) in measured.items()))
+    for what, (browser, _seen) in measured.items():
+        assert browser < PAGE_BUDGET, f"{what}: {browser * 1000:.0f} ms"

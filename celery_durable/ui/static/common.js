@@ -75,3 +75,11 @@ function autoRefresh(checkbox, fn) {
     if (checkbox.checked && document.visibilityState === "visible") fn();
   }, every);
 }
+
+/** Count the page's renders; the first one also notes how long the page took to show its
+ *  data (ms since navigation started: document.body.dataset.readyMs). */
+function markLoaded() {
+  const body = document.body;
+  if (!body.dataset.readyMs) body.dataset.readyMs = String(Math.round(performance.now()));
+  body.dataset.loaded = String(Number(body.dataset.loaded || 0) + 1);
+}

@@ -95,7 +95,7 @@ async function load() {
       for (const button of document.querySelectorAll("#actions button")) button.disabled = true;
     }
   }
-  document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+  markLoaded();
 }
 
 // -- actions ---------------------------------------------------------------------------------

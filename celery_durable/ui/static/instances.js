@@ -77,7 +77,7 @@ async function load() {
   } catch (error) {
     showError(errorBox, error.message);
   }
-  document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+  markLoaded();
 }
 
 form.addEventListener("submit", (event) => {
