@@ -42,11 +42,16 @@ def episode_message(instance_id: str, name: str, queue: str | None, *,
     return message
 
 
+def activity_task_id(instance_id: str, execution_id: str, task_id: int, attempt: int) -> str:
+    """The Celery task id of an activity run (deterministic: a re-sent message keeps it)."""
+    return f"{instance_id}:{execution_id[:8]}:{task_id}:{attempt}"
+
+
 def activity_message(instance_id: str, execution_id: str, action: ScheduleActivity,
                      queue: str | None, orchestrator: str) -> Message:
     header = [instance_id, execution_id, action.task_id, action.attempt, orchestrator]
     options: dict[str, Any] = {
-        "task_id": f"{instance_id}:{execution_id[:8]}:{action.task_id}:{action.attempt}",
+        "task_id": activity_task_id(instance_id, execution_id, action.task_id, action.attempt),
         "headers": {DURABLE_HEADER: header},
     }
     if queue:

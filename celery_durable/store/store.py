@@ -73,6 +73,24 @@ def _again_after_deadlocks(transaction: Callable[[], T], attempts: int = 5) -> T
     raise AssertionError("unreachable")
 
 
+def _instance_filters(statuses: Sequence[str] | None, name: str | None,
+                      created_from: datetime | None, created_to: datetime | None,
+                      id_contains: str | None) -> list[Any]:
+    """The WHERE clauses of the instance listing filters that are given."""
+    clauses: list[Any] = []
+    if statuses is not None:
+        clauses.append(instances.c.status.in_([OrchestrationStatus(s).value for s in statuses]))
+    if name is not None:
+        clauses.append(instances.c.name == name)
+    if created_from is not None:
+        clauses.append(instances.c.created_at >= to_db_time(created_from))
+    if created_to is not None:
+        clauses.append(instances.c.created_at <= to_db_time(created_to))
+    if id_contains:
+        clauses.append(instances.c.instance_id.contains(id_contains, autoescape=True))
+    return clauses
+
+
 class Store:
     """The store at ``url`` (SQLite, PostgreSQL or MySQL/MariaDB through SQLAlchemy).
 
@@ -297,6 +315,44 @@ class Store:
         query = select(instances.c.status, func.count()).group_by(instances.c.status)
         with self._read() as conn:
             return {status: int(n) for status, n in conn.execute(query)}
+
+    def search_instances(self, *, statuses: Sequence[str] | None = None,
+                         name: str | None = None, created_from: datetime | None = None,
+                         created_to: datetime | None = None, id_contains: str | None = None,
+                         limit: int = 100, after: tuple[datetime, str] | None = None
+                         ) -> list[InstanceRecord]:
+        """As `query_instances` (plus ``id_contains``: part of the instance id), newest first:
+        ordered by (created_at, instance_id) descending, after the ``after`` key."""
+        query = select(instances).where(*_instance_filters(
+            statuses, name, created_from, created_to, id_contains))
+        if after is not None:
+            at, after_id = to_db_time(after[0]), after[1]
+            query = query.where(or_(instances.c.created_at < at,
+                                    (instances.c.created_at == at)
+                                    & (instances.c.instance_id < after_id)))
+        query = query.order_by(instances.c.created_at.desc(),
+                               instances.c.instance_id.desc()).limit(limit)
+        with self._read() as conn:
+            return [InstanceRecord.from_row(row) for row in conn.execute(query).mappings()]
+
+    def count_matching_by_status(self, *, name: str | None = None,
+                                 created_from: datetime | None = None,
+                                 created_to: datetime | None = None,
+                                 id_contains: str | None = None) -> dict[str, int]:
+        """How many instances matching the filters (as `search_instances` reads them) have each
+        status; statuses with none are left out."""
+        query = (select(instances.c.status, func.count())
+                 .where(*_instance_filters(None, name, created_from, created_to, id_contains))
+                 .group_by(instances.c.status))
+        with self._read() as conn:
+            return {status: int(n) for status, n in conn.execute(query)}
+
+    def children_of(self, instance_id: str, limit: int = 100) -> list[InstanceRecord]:
+        """The instances whose parent is ``instance_id`` (sub-orchestrations), oldest first."""
+        query = (select(instances).where(instances.c.parent_instance_id == instance_id)
+                 .order_by(instances.c.created_at, instances.c.instance_id).limit(limit))
+        with self._read() as conn:
+            return [InstanceRecord.from_row(row) for row in conn.execute(query).mappings()]
 
     def inbox_size(self, instance_id: str) -> int:
         """How many events wait in the instance's inbox (0 for an unknown id)."""

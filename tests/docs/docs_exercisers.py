@@ -29,7 +29,8 @@ other ``python``               **script**: a complete program, run as ``python <
                                ``celery -A m worker ...`` (started for real, in the background,
                                until the page ends), ``celery -A m flower ...`` (started; its
                                API must answer with the ``--basic-auth`` credentials and 401
-                               without), ``celery -A m durable ...`` (run; exit status 0),
+                               without), ``celery -A m durable ui ...`` (started, checked as
+                               Flower is), ``celery -A m durable ...`` (run; exit status 0),
                                ``python name.py`` (run; exit status 0; its output is kept for
                                the next block) or ``pytest ...`` (the page's test files, run
                                with this Python; exit status 0). ``# comments`` are allowed.
@@ -518,15 +519,33 @@ def start_worker(session: Session, argv: list[str]) -> None:
 def start_flower(session: Session, argv: list[str]) -> None:
     if importlib.util.find_spec("flower") is None:
         raise Skip("flower is not installed (pip install 'celery-durable[flower]')")
+    _start_http(session, "flower", argv, 5555, "/api/workers")
+
+
+def start_dashboard(session: Session, argv: list[str]) -> None:
+    """``celery -A m durable ui ...``: started like Flower, its JSON API checked the same way."""
+    if importlib.util.find_spec("tornado") is None:
+        raise Skip("tornado is not installed (pip install 'celery-durable[ui]')")
+    session.used.add(f"{argv[2]}.py")
+    _start_http(session, "dashboard", argv, 5566, "/api/instances")
+
+
+def _start_http(session: Session, name: str, argv: list[str], default_port: int,
+                path: str) -> None:
+    """Start a web server command in the background; ``path`` must answer 200 with the
+    ``--basic-auth`` credentials and 401 without."""
     options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
-    port = int(options.get("port", 5555))
+    for i, arg in enumerate(argv[:-1]):  # also --option value
+        if arg.startswith("--") and "=" not in arg and not argv[i + 1].startswith("--"):
+            options.setdefault(arg[2:], argv[i + 1])
+    port = int(options.get("port", default_port))
     user, _, password = options.get("basic-auth", ":").partition(":")
-    proc = session.start("flower", [*CELERY, *argv[1:]])
-    url = f"http://127.0.0.1:{port}/api/workers"
+    proc = session.start(name, [*CELERY, *argv[1:]])
+    url = f"http://127.0.0.1:{port}{path}"
     token = b64encode(f"{user}:{password}".encode()).decode()
     deadline, last = time.monotonic() + 45, ""
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"flower exited with status {proc.returncode}\n{session.logs()}"
+        assert proc.poll() is None, f"{name} exited with status {proc.returncode}\n{session.logs()}"
         try:
             request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
             with urllib.request.urlopen(request, timeout=5) as answer:
@@ -536,7 +555,7 @@ def start_flower(session: Session, argv: list[str]) -> None:
             last = repr(exc)
             time.sleep(0.3)
     else:
-        raise AssertionError(f"flower did not answer {url} within 45 s ({last})\n{session.logs()}")
+        raise AssertionError(f"{name} did not answer {url} within 45 s ({last})\n{session.logs()}")
     try:
         urllib.request.urlopen(url, timeout=5)
         raise AssertionError(f"{url} answered without credentials")
@@ -559,6 +578,8 @@ def run_command(session: Session, command: Command, expect_success: bool = True
         start_worker(session, argv)
     elif kind == "celery flower":
         start_flower(session, argv)
+    elif kind == "celery durable" and argv[4:5] == ["ui"]:
+        start_dashboard(session, argv)
     elif kind == "celery durable":
         proc = run_celery(session, argv)
         if expect_success:
