@@ -126,7 +126,10 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
                            item.event.kind, instance_id, exc)
             raise task.retry(exc=exc, countdown=1.0, max_retries=None) from exc
 
-    run.__name__ = definition.fn.__name__
+    # Celery builds a signature checker by exec'ing ``def <__name__>(...)``: a lambda's
+    # "<lambda>" (or any name that is not an identifier) would break the whole app
+    fn_name = definition.fn.__name__
+    run.__name__ = fn_name if fn_name.isidentifier() else "activity"
     run.__doc__ = definition.fn.__doc__
     run.__module__ = definition.fn.__module__
     return durable.app.task(run, name=definition.name, bind=True, shared=False,

@@ -41,3 +41,19 @@ def test_activity_name_is_the_same_in_a_script_and_in_the_worker(tmp_path: Path)
     in_script = output("greet.py")  # python greet.py
     assert in_worker == "greet.touch"
     assert in_script == in_worker
+
+
+def test_a_lambda_activity_registers_and_runs() -> None:
+    """Celery exec's ``def <task function name>(...)`` to check arguments: an activity whose
+    function is a lambda must not break the app it is registered on."""
+    from celery import Celery
+
+    from celery_durable import Durable
+
+    app = Celery("lambdas", broker="memory://", set_as_current=False)
+    durable = Durable(app, store_url="sqlite://")
+    double = durable.activity(lambda ctx, n: 2 * n, name="lambdas.double")
+    app.finalize()
+    task = app.tasks["lambdas.double"]
+    assert task.apply(args=[21]).get() == 42
+    assert double.name == "lambdas.double"
