@@ -227,7 +227,7 @@ class ChaosCluster:
         """Wait until every instance (children too) has ended; the live workers must stay up."""
         wait_until(lambda: f"all instances done ({self.unfinished()} not)",
                    lambda: self.unfinished() == 0, time.monotonic() + timeout, self.workers,
-                   interval=0.2)
+                   interval=0.2, retry_on=(sa.exc.DBAPIError,))
 
     # -- the checks --------------------------------------------------------------------------------
     def check(self, last_kill: float | None = None) -> Figures:
