@@ -172,6 +172,10 @@ class ChaosCluster:
             print_logs([*self.dead, *self.workers])
             raise
 
+    def logs(self) -> str:
+        """The logs of every worker this cluster started."""
+        return "\n".join(worker.log() for worker in [*self.dead, *self.workers])
+
     # -- the workload ------------------------------------------------------------------------------
     def schedule(self, jobs: list[cw.Job]) -> list[str]:
         ids = []
