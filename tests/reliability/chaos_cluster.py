@@ -35,6 +35,7 @@ from workers import (
 )
 
 from celery_durable import Durable, DurableClient, OrchestrationStatus
+from celery_durable.store.schema import inbox, timers
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -75,12 +76,14 @@ class Figures:
     lost: int = 0
     duplicated_history_events: int = 0
     last_kill_to_done: float = 0.0
+    longest_stall: float = 0.0
 
     ROWS = (("orchestrations", "orchestrations (+ sub-orchestrations)"), ("kills", "kills"),
             ("restarts", "restarts"), ("activity_executions", "activity executions"),
             ("redispatched", "re-dispatched (activity runs again)"), ("lost", "lost"),
             ("duplicated_history_events", "duplicated history events"),
-            ("last_kill_to_done", "last kill to all done (s)"))
+            ("last_kill_to_done", "last kill to all done (s)"),
+            ("longest_stall", "longest wait for the next instance to end, after the kills (s)"))
 
     def cell(self, key: str) -> str:
         if key == "orchestrations":
@@ -114,6 +117,7 @@ class ChaosCluster:
     kills: int = 0
     jobs: dict[str, cw.Job] = field(default_factory=dict)
     raised: set[str] = field(default_factory=set)
+    longest_stall: float = 0.0
 
     @property
     def client(self) -> DurableClient:
@@ -172,6 +176,10 @@ class ChaosCluster:
             print_logs([*self.dead, *self.workers])
             raise
 
+    def logs(self) -> str:
+        """The logs of every worker this cluster started."""
+        return "\n".join(worker.log() for worker in [*self.dead, *self.workers])
+
     # -- the workload ------------------------------------------------------------------------------
     def schedule(self, jobs: list[cw.Job]) -> list[str]:
         ids = []
@@ -224,17 +232,27 @@ class ChaosCluster:
                    if not OrchestrationStatus(status).is_terminal)
 
     def wait_all(self, timeout: float) -> None:
-        """Wait until every instance (children too) has ended; the live workers must stay up."""
-        wait_until(lambda: f"all instances done ({self.unfinished()} not)",
-                   lambda: self.unfinished() == 0, time.monotonic() + timeout, self.workers,
-                   interval=0.2, retry_on=(sa.exc.DBAPIError,))
+        """Wait until every instance (children too) has ended; the live workers must stay up.
+        `longest_stall`: the longest time meanwhile without an instance ending."""
+        last = {"count": -1, "at": time.monotonic()}
+
+        def done() -> bool:
+            count, now = self.unfinished(), time.monotonic()
+            if count != last["count"]:
+                self.longest_stall = max(self.longest_stall, now - last["at"])
+                last.update(count=count, at=now)
+            return count == 0
+
+        wait_until(lambda: f"all instances done ({self.unfinished()} not)", done,
+                   time.monotonic() + timeout, self.workers, interval=0.2,
+                   retry_on=(sa.exc.DBAPIError,))
 
     # -- the checks --------------------------------------------------------------------------------
     def check(self, last_kill: float | None = None) -> Figures:
         """Every job ended as expected, every instance completed, no completion written twice;
         returns the figures (``last_kill``: monotonic time of the last kill)."""
         figures = Figures(self.broker, orchestrations=len(self.jobs), kills=self.kills,
-                          restarts=self.restarts)
+                          restarts=self.restarts, longest_stall=self.longest_stall)
         if last_kill is not None:
             figures.last_kill_to_done = time.monotonic() - last_kill
         wrong = []
@@ -259,7 +277,16 @@ class ChaosCluster:
         figures.redispatched = int(total) - int(distinct)
         assert not wrong, f"{len(wrong)} instance(s) did not end as expected: {wrong[:5]}"
         assert not duplicates, f"history written twice: {duplicates[:10]}"
+        wait_until("the inbox drained and no timer left", self._nothing_left,
+                   time.monotonic() + 30, interval=0.5)
         return figures
+
+    def _nothing_left(self) -> bool:
+        """No inbox row waits (a late duplicate delivery to an ended instance is dropped by its
+        next episode) and no timer row is left."""
+        with self.durable.store.engine.connect() as conn:
+            return not any(conn.execute(sa.select(sa.func.count()).select_from(table))
+                           .scalar_one() for table in (inbox, timers))
 
     def _all_instance_ids(self) -> list[str]:
         ids: list[str] = []
