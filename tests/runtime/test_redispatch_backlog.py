@@ -96,6 +96,8 @@ def test_the_sweeper_does_not_copy_a_backlog(broker: tuple[str, str], tmp_path: 
     app = celery_app("backlog", url, queue, durable_activity_redispatch_after=0.2,
                      task_create_missing_queues=True)
     durable = Durable(app, store_url=f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    with Connection(url) as conn:
+        conn.SimpleQueue(NOBODY).clear()  # the queue's name is fixed: start it empty
     try:
         iid = durable.client.schedule_new_orchestration(fan, input=3)
         durable.runner.run(iid, wait=True)  # the start's episode sends the 3 activities
