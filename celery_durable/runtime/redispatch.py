@@ -61,6 +61,9 @@ def redispatch(durable: Durable, now: datetime | None = None) -> int:
                        len(claimed))
         held = set()
     stranded = [task for celery_id, task in claimed.items() if celery_id not in held]
+    if held:
+        logger.debug("%d overdue task(s) still held by live workers: %s", len(held),
+                     ", ".join(sorted(held)))
     messages.publish(durable.app, [redispatch_message(durable, task) for task in stranded])
     store.mark_redispatched(stranded, now, bound)
     for task in stranded:
