@@ -13,7 +13,8 @@ A task that still runs somewhere is left alone and checked again a bound later. 
 answers at all (remote control disabled, or a broker without broadcast), nobody can be shown to
 hold the tasks, and they are re-dispatched: activities are at-least-once anyway, and hanging
 would be worse. A re-run's completion is recorded once: the inbox keeps one row per dedup key
-and the engine drops a second completion of a task.
+and the engine drops a second completion of a task. A re-dispatched message that arrives after
+its task completed after all (it waited in a long queue) does not run the activity again.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ BATCH = 100
 INSPECT_TIMEOUT = 1.0
 #: ``query_task`` states of a request a worker holds (anything else has finished)
 HELD_STATES = frozenset({"active", "reserved", "scheduled"})
-#: header of a re-dispatched message: how many times its task was re-dispatched
-REDISPATCH_HEADER = "durable_redispatch"
 
 
 def redispatch(durable: Durable, now: datetime | None = None) -> int:
@@ -71,6 +70,9 @@ def redispatch(durable: Durable, now: datetime | None = None) -> int:
                     "delivery (checked again in %.0fs)", len(unheld) - len(loose),
                     bound.total_seconds())
     stranded = [task for celery_id, task in unheld.items() if celery_id in loose]
+    if held:
+        logger.debug("%d overdue task(s) still held by live workers: %s", len(held),
+                     ", ".join(sorted(held)))
     messages.publish(durable.app, [redispatch_message(durable, task) for task in stranded])
     store.mark_redispatched(stranded, now, bound)
     for task in stranded:
@@ -113,7 +115,7 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
         message = messages.activity_message(task.instance_id, task.execution_id, action,
                                             durable.registry.activity(task.name).queue,
                                             task.orchestrator)
-    message["options"]["headers"][REDISPATCH_HEADER] = task.redispatched + 1
+    message["options"]["headers"][messages.REDISPATCH_HEADER] = task.redispatched + 1
     return message
 
 

@@ -111,6 +111,18 @@ def find_overdue(conn: Connection, older_than: datetime, now: datetime,
             for row in conn.execute(query)]
 
 
+def completion_recorded(conn: Connection, instance_id: str, execution_id: str,
+                        task_id: int) -> bool:
+    """Whether an activity's completion is in the instance's history or inbox (one query)."""
+    in_history = exists().where(history.c.instance_id == instance_id,
+                                history.c.execution_id == execution_id,
+                                history.c.task_id == task_id,
+                                history.c.kind.in_([h.TASK_COMPLETED, h.TASK_FAILED]))
+    in_inbox = exists().where(inbox.c.instance_id == instance_id,
+                              inbox.c.dedup_key == f"task:{execution_id}:{task_id}")
+    return bool(conn.execute(select(or_(in_history, in_inbox))).scalar())
+
+
 def _key_is(task: OverdueTask) -> Any:
     return and_(redispatches.c.instance_id == task.instance_id,
                 redispatches.c.execution_id == task.execution_id,
