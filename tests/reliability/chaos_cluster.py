@@ -243,9 +243,24 @@ class ChaosCluster:
                 last.update(count=count, at=now)
             return count == 0
 
-        wait_until(lambda: f"all instances done ({self.unfinished()} not)", done,
+        wait_until(lambda: f"all instances done; not: {self.describe_unfinished()}", done,
                    time.monotonic() + timeout, self.workers, interval=0.2,
                    retry_on=(sa.exc.DBAPIError,))
+
+    def describe_unfinished(self, limit: int = 10) -> str:
+        """What the first ``limit`` unfinished instances wait on: status, inbox rows, and the
+        tasks scheduled without a completion."""
+        store = self.durable.store
+        lines = []
+        for record in store.running_instances(limit):
+            history = store.get_history(record.instance_id)
+            done = {e.task_id for e in history if e.kind in COMPLETIONS}
+            open_tasks = [f"{e.kind}({e.task_id}, {e.name})" for e in history
+                          if e.kind in SCHEDULING and e.task_id not in done]
+            lines.append(f"{record.instance_id} {record.name} {record.status.value}, "
+                         f"{store.inbox_size(record.instance_id)} inbox row(s), waits on "
+                         f"{open_tasks or 'nothing scheduled'}")
+        return "\n".join(lines)
 
     # -- the checks --------------------------------------------------------------------------------
     def check(self, last_kill: float | None = None) -> Figures:
