@@ -23,6 +23,9 @@ class DurableSettings:
     sweep_interval: float = 5.0
     #: outbox rows / inbox rows older than this are taken as lost and re-published / re-woken
     recovery_grace: timedelta = timedelta(seconds=15)
+    #: an activity scheduled this long ago (or a timer this far past due) with no completion is
+    #: re-dispatched unless a live worker still holds its message (see `runtime.redispatch`)
+    activity_redispatch_after: timedelta = timedelta(seconds=30)
     #: orchestrator states kept warm per worker process (bounded)
     state_cache_size: int = 1000
     #: queue of orchestration episodes (None: the app's default queue)
@@ -49,6 +52,8 @@ class DurableSettings:
             timer_horizon=seconds("timer_horizon", defaults.timer_horizon),
             sweep_interval=float(get("sweep_interval", defaults.sweep_interval)),
             recovery_grace=seconds("recovery_grace", defaults.recovery_grace),
+            activity_redispatch_after=seconds("activity_redispatch_after",
+                                              defaults.activity_redispatch_after),
             state_cache_size=int(get("state_cache_size", defaults.state_cache_size)),
             episode_queue=get("episode_queue", None),
             sweeper_enabled=bool(get("sweeper_enabled", True)),

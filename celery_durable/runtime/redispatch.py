@@ -1,0 +1,125 @@
+"""Re-dispatch of stranded activities and timers (a step of every sweep).
+
+With acks_late, the message of a task whose worker was killed is not lost but stranded: Redis
+hands it out again only after its ``visibility_timeout`` (1 hour by default), and kombu's
+filesystem transport has already removed it. So the sweeper looks for activities scheduled, and
+timers due, more than ``durable_activity_redispatch_after`` ago without a completion
+(`Store.overdue_tasks`), claims them (one sweeper checks each, at most once per bound), asks the
+workers which of them they still hold (``query_task``: an active, reserved or scheduled request
+counts as held) and re-publishes the others with the same Celery task id.
+
+A task that still runs somewhere is left alone and checked again a bound later. When no worker
+answers at all (remote control disabled, or a broker without broadcast), nobody can be shown to
+hold the tasks, and they are re-dispatched: activities are at-least-once anyway, and hanging
+would be worse. A re-run's completion is recorded once: the inbox keeps one row per dedup key
+and the engine drops a second completion of a task.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from celery import Celery
+
+from celery_durable.engine.actions import ScheduleActivity
+from celery_durable.engine.history import utc
+from celery_durable.errors import UnknownNameError
+from celery_durable.runtime import messages
+from celery_durable.store.overdue import OverdueTask
+
+if TYPE_CHECKING:
+    from celery_durable.runtime.durable import Durable
+
+logger = logging.getLogger(__name__)
+#: overdue tasks handled per sweep
+BATCH = 100
+#: seconds the sweeper waits for the workers' answers to ``query_task``
+INSPECT_TIMEOUT = 1.0
+#: ``query_task`` states of a request a worker holds (anything else has finished)
+HELD_STATES = frozenset({"active", "reserved", "scheduled"})
+#: header of a re-dispatched message: how many times its task was re-dispatched
+REDISPATCH_HEADER = "durable_redispatch"
+
+
+def redispatch(durable: Durable, now: datetime | None = None) -> int:
+    """Re-publish the overdue tasks no live worker holds; return how many."""
+    now = now or datetime.now(timezone.utc)
+    store, bound = durable.store, durable.settings.activity_redispatch_after
+    # a task this process cannot route (an activity it does not import) is left to the
+    # sweepers of workers that can, unclaimed
+    overdue = [task for task in store.overdue_tasks(now - bound, now, BATCH)
+               if _routable(durable, task)]
+    claimed = {celery_task_id(task): task for task in store.claim_overdue(overdue, now, bound)}
+    if not claimed:
+        return 0
+    held = held_by_workers(durable.app, list(claimed))
+    if held is None:
+        logger.warning("no worker answered query_task (is remote control disabled?): "
+                       "re-dispatching %d overdue task(s) that may still be running",
+                       len(claimed))
+        held = set()
+    stranded = [task for celery_id, task in claimed.items() if celery_id not in held]
+    if held:
+        logger.debug("%d overdue task(s) still held by live workers: %s", len(held),
+                     ", ".join(sorted(held)))
+    messages.publish(durable.app, [redispatch_message(durable, task) for task in stranded])
+    store.mark_redispatched(stranded, now, bound)
+    for task in stranded:
+        logger.info("re-dispatched %s of instance %s (task %d, Celery id %s): no completion "
+                    "after %.0fs and no live worker holds it (re-dispatch %d)",
+                    f"timer {task.task_id}" if task.is_timer else f"activity {task.name!r}",
+                    task.instance_id, task.task_id, celery_task_id(task),
+                    bound.total_seconds(), task.redispatched + 1)
+    return len(stranded)
+
+
+def held_by_workers(app: Celery, celery_ids: list[str]) -> set[str] | None:
+    """The ids among ``celery_ids`` that a live worker holds; None if no worker answered."""
+    replies = app.control.inspect(timeout=INSPECT_TIMEOUT).query_task(*celery_ids)
+    if not replies:
+        return None
+    return {celery_id for reply in replies.values() for celery_id, (state, _) in
+            (reply or {}).items() if state in HELD_STATES}
+
+
+def celery_task_id(task: OverdueTask) -> str:
+    """The Celery task id the task's message was (and is again) sent with."""
+    if task.is_timer:
+        return messages.timer_task_id(task.instance_id, task.execution_id, task.task_id)
+    return messages.activity_task_id(task.instance_id, task.execution_id, task.task_id,
+                                     _attempt(task))
+
+
+def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
+    """The task's message as its episode sent it, marked as re-dispatched."""
+    data = task.data if isinstance(task.data, dict) else {}
+    if task.is_timer:
+        message = messages.timer_message(task.instance_id, task.execution_id, task.task_id,
+                                         utc(datetime.fromisoformat(data["fire_at"])),
+                                         durable.settings.episode_queue)
+        message["options"]["headers"] = {}
+    else:
+        assert task.name is not None
+        action = ScheduleActivity(task.task_id, task.name, data.get("input"), _attempt(task))
+        message = messages.activity_message(task.instance_id, task.execution_id, action,
+                                            durable.registry.activity(task.name).queue,
+                                            task.orchestrator)
+    message["options"]["headers"][REDISPATCH_HEADER] = task.redispatched + 1
+    return message
+
+
+def _attempt(task: OverdueTask) -> int:
+    data = task.data if isinstance(task.data, dict) else {}
+    return int(data.get("attempt") or 1)
+
+
+def _routable(durable: Durable, task: OverdueTask) -> bool:
+    if task.is_timer:
+        return True
+    try:
+        durable.registry.activity(task.name or "")
+    except UnknownNameError:
+        return False
+    return True
