@@ -35,7 +35,7 @@ from workers import (
 )
 
 from celery_durable import Durable, DurableClient, OrchestrationStatus
-from celery_durable.store.schema import inbox, timers
+from celery_durable.store.schema import inbox, redispatches, timers
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -46,7 +46,8 @@ SCHEDULING = {"TaskScheduled", "TimerCreated", "SubOrchestrationCreated"}
 COMPLETIONS = {"TaskCompleted", "TaskFailed", "TimerFired", "SubOrchestrationCompleted",
                "SubOrchestrationFailed"}
 #: durable settings of every chaos run: a sweeper that recovers within seconds
-DURABLE_CONF = {"durable_sweep_interval": 1.0, "durable_recovery_grace": 5.0}
+DURABLE_CONF = {"durable_sweep_interval": 1.0, "durable_recovery_grace": 5.0,
+                "durable_activity_redispatch_after": 10.0}
 
 
 def broker_url(broker: str) -> str:
@@ -72,6 +73,7 @@ class Figures:
     kills: int = 0
     restarts: int = 0
     activity_executions: int = 0
+    reruns: int = 0
     redispatched: int = 0
     lost: int = 0
     duplicated_history_events: int = 0
@@ -80,7 +82,9 @@ class Figures:
 
     ROWS = (("orchestrations", "orchestrations (+ sub-orchestrations)"), ("kills", "kills"),
             ("restarts", "restarts"), ("activity_executions", "activity executions"),
-            ("redispatched", "re-dispatched (activity runs again)"), ("lost", "lost"),
+            ("reruns", "activity runs again (redelivered or re-dispatched)"),
+            ("redispatched", "re-dispatched by the sweeper (activities and timers)"),
+            ("lost", "lost"),
             ("duplicated_history_events", "duplicated history events"),
             ("last_kill_to_done", "last kill to all done (s)"),
             ("longest_stall", "longest wait for the next instance to end, after the kills (s)"))
@@ -243,9 +247,24 @@ class ChaosCluster:
                 last.update(count=count, at=now)
             return count == 0
 
-        wait_until(lambda: f"all instances done ({self.unfinished()} not)", done,
+        wait_until(lambda: f"all instances done; not: {self.describe_unfinished()}", done,
                    time.monotonic() + timeout, self.workers, interval=0.2,
                    retry_on=(sa.exc.DBAPIError,))
+
+    def describe_unfinished(self, limit: int = 10) -> str:
+        """What the first ``limit`` unfinished instances wait on: status, inbox rows, and the
+        tasks scheduled without a completion."""
+        store = self.durable.store
+        lines = []
+        for record in store.running_instances(limit):
+            history = store.get_history(record.instance_id)
+            done = {e.task_id for e in history if e.kind in COMPLETIONS}
+            open_tasks = [f"{e.kind}({e.task_id}, {e.name})" for e in history
+                          if e.kind in SCHEDULING and e.task_id not in done]
+            lines.append(f"{record.instance_id} {record.name} {record.status.value}, "
+                         f"{store.inbox_size(record.instance_id)} inbox row(s), waits on "
+                         f"{open_tasks or 'nothing scheduled'}")
+        return "\n".join(lines)
 
     # -- the checks --------------------------------------------------------------------------------
     def check(self, last_kill: float | None = None) -> Figures:
@@ -273,8 +292,11 @@ class ChaosCluster:
             distinct = conn.execute(sa.select(sa.func.count()).select_from(
                 sa.select(cw.runs.c.instance_id, cw.runs.c.task_id, cw.runs.c.attempt)
                 .distinct().subquery())).scalar_one()
+            redispatched = conn.execute(sa.select(sa.func.coalesce(
+                sa.func.sum(redispatches.c.redispatched), 0))).scalar_one()
         figures.activity_executions = int(total)
-        figures.redispatched = int(total) - int(distinct)
+        figures.reruns = int(total) - int(distinct)
+        figures.redispatched = int(redispatched)
         assert not wrong, f"{len(wrong)} instance(s) did not end as expected: {wrong[:5]}"
         assert not duplicates, f"history written twice: {duplicates[:10]}"
         wait_until("the inbox drained and no timer left", self._nothing_left,
