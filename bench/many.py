@@ -12,7 +12,7 @@ import time
 
 import bench_app
 from celery import chain
-from harness import REDIS, Cluster, Row, alternate, log, median
+from harness import REDIS, Cluster, Row, alternate, counter_delta, log, median
 
 RATIO_LIMIT = 1.5
 STEPS = 3
@@ -54,8 +54,12 @@ def measure(cluster: Cluster, n: int, reps: int) -> list[Row]:
     orchestrations(cluster, 10)
     for side in sending.values():
         side.clear()
+    before = cluster.settled_counters()
     figures = alternate(reps, {"plain": lambda: plain_chains(cluster, n),
                                "ours": lambda: orchestrations(cluster, n)})
+    delta = counter_delta(cluster.settled_counters(), before)
+    tasks = {name: (count / (reps * n), seconds * 1000 / max(count, 1))
+             for name, (count, seconds, _) in delta["tasks"].items()}
     plain, ours = median(figures["plain"]), median(figures["ours"])
     log(f"many {cluster.backend.name} N={n}: chains {plain:.2f} s, ours {ours:.2f} s, "
         f"ratio {ours / plain:.2f}")
@@ -64,13 +68,16 @@ def measure(cluster: Cluster, n: int, reps: int) -> list[Row]:
                 extra={"per rep plain": [round(t, 2) for t in figures["plain"]],
                        "per rep ours": [round(t, 2) for t in figures["ours"]],
                        "client sending, plain": round(median(sending["plain"]), 2),
-                       "client sending, ours": round(median(sending["ours"]), 2)})]
+                       "client sending, ours": round(median(sending["ours"]), 2),
+                       **{f"{name}: tasks per orchestration / ms each": (round(c, 2), round(ms, 2))
+                          for name, (c, ms) in sorted(tasks.items())}})]
 
 
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     with Cluster(REDIS) as cluster:
-        for row in measure(cluster, n, 3):
+        for row in measure(cluster, n, reps):
             print(row)
     return 0
 
