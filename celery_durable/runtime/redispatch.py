@@ -89,8 +89,13 @@ def held_by_workers(app: Celery, celery_ids: list[str]) -> set[str] | None:
     replies = app.control.inspect(timeout=INSPECT_TIMEOUT).query_task(*celery_ids)
     if not replies:
         return None
-    return {celery_id for reply in replies.values() for celery_id, (state, _) in
-            (reply or {}).items() if state in HELD_STATES}
+    held = set()
+    for reply in replies.values():
+        for celery_id, answer in (reply if isinstance(reply, dict) else {}).items():
+            # ``[state, info]``; anything else (an error reply) holds nothing
+            if isinstance(answer, (list, tuple)) and answer and answer[0] in HELD_STATES:
+                held.add(celery_id)
+    return held
 
 
 def celery_task_id(task: OverdueTask) -> str:

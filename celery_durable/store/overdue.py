@@ -7,8 +7,9 @@ loses it. The sweeper finds such tasks here and re-dispatches those no live work
 
 `find_overdue` is one query driven by the instances that have not ended (the status index),
 through their current execution's history (primary key), the task's timer row and redispatch
-claim (primary keys); a completion is looked for in the history (primary key prefix) and in the
-inbox (its unique dedup key). `claim_overdue` is a conditional write, so that of all the sweepers
+claim (primary keys); a completion is looked for in the history (index ``ix_durable_history_task``)
+and in the inbox (its unique dedup key). Its cost grows with the history of the instances that
+have not ended, not with finished ones. `claim_overdue` is a conditional write, so that of all the sweepers
 one checks a task, at most once per bound; every re-dispatch doubles the wait before the next one
 (a message that merely waits in a long queue is not copied once per bound).
 """

@@ -228,3 +228,24 @@ def test_a_redispatched_message_of_a_completed_activity_does_not_run_it(
     completions = [e for e in durable.client.get_orchestration_history(instance_id)
                    if e.kind in h.COMPLETION_KINDS]
     assert len(completions) == 1
+
+
+def test_the_workers_answers_count_active_reserved_and_scheduled_as_held() -> None:
+    class Inspect:
+        def __init__(self, replies: Any) -> None:
+            self.replies = replies
+
+        def query_task(self, *ids: str) -> Any:
+            return self.replies
+
+    class App:
+        def __init__(self, replies: Any) -> None:
+            self.control = type("Control", (), {"inspect": lambda _, timeout: Inspect(replies)})()
+
+    replies = {"w1@h": {"a": ["active", {}], "b": ["ready", {}]},
+               "w2@h": {"c": ["reserved", {}], "d": ["scheduled", {}]},
+               "w3@h": {"error": "No such command"}, "w4@h": None}
+    assert rd.held_by_workers(App(replies), ["a", "b", "c", "d", "e"]) == {
+        "a", "c", "d"}
+    assert rd.held_by_workers(App({}), ["a"]) is None
+    assert rd.held_by_workers(App(None), ["a"]) is None
