@@ -24,6 +24,8 @@ EPISODE_TASK = "celery_durable.episode"
 TIMER_TASK = "celery_durable.timer"
 SWEEP_TASK = "celery_durable.sweep"
 DURABLE_HEADER = "durable"
+#: header of a message the sweeper re-dispatched: how many times its task was re-dispatched
+REDISPATCH_HEADER = "durable_redispatch"
 
 Message = dict[str, Any]
 

@@ -12,7 +12,8 @@ A task that still runs somewhere is left alone and checked again a bound later. 
 answers at all (remote control disabled, or a broker without broadcast), nobody can be shown to
 hold the tasks, and they are re-dispatched: activities are at-least-once anyway, and hanging
 would be worse. A re-run's completion is recorded once: the inbox keeps one row per dedup key
-and the engine drops a second completion of a task.
+and the engine drops a second completion of a task. A re-dispatched message that arrives after
+its task completed after all (it waited in a long queue) does not run the activity again.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ BATCH = 100
 INSPECT_TIMEOUT = 1.0
 #: ``query_task`` states of a request a worker holds (anything else has finished)
 HELD_STATES = frozenset({"active", "reserved", "scheduled"})
-#: header of a re-dispatched message: how many times its task was re-dispatched
-REDISPATCH_HEADER = "durable_redispatch"
 
 
 def redispatch(durable: Durable, now: datetime | None = None) -> int:
@@ -80,8 +79,13 @@ def held_by_workers(app: Celery, celery_ids: list[str]) -> set[str] | None:
     replies = app.control.inspect(timeout=INSPECT_TIMEOUT).query_task(*celery_ids)
     if not replies:
         return None
-    return {celery_id for reply in replies.values() for celery_id, (state, _) in
-            (reply or {}).items() if state in HELD_STATES}
+    held = set()
+    for reply in replies.values():
+        for celery_id, answer in (reply if isinstance(reply, dict) else {}).items():
+            # ``[state, info]``; anything else (an error reply) holds nothing
+            if isinstance(answer, (list, tuple)) and answer and answer[0] in HELD_STATES:
+                held.add(celery_id)
+    return held
 
 
 def celery_task_id(task: OverdueTask) -> str:
@@ -106,7 +110,7 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
         message = messages.activity_message(task.instance_id, task.execution_id, action,
                                             durable.registry.activity(task.name).queue,
                                             task.orchestrator)
-    message["options"]["headers"][REDISPATCH_HEADER] = task.redispatched + 1
+    message["options"]["headers"][messages.REDISPATCH_HEADER] = task.redispatched + 1
     return message
 
 

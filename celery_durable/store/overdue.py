@@ -7,8 +7,9 @@ loses it. The sweeper finds such tasks here and re-dispatches those no live work
 
 `find_overdue` is one query driven by the instances that have not ended (the status index),
 through their current execution's history (primary key), the task's timer row and redispatch
-claim (primary keys); a completion is looked for in the history (primary key prefix) and in the
-inbox (its unique dedup key). `claim_overdue` is a conditional write, so that of all the sweepers
+claim (primary keys); a completion is looked for in the history (index ``ix_durable_history_task``)
+and in the inbox (its unique dedup key). Its cost grows with the history of the instances that
+have not ended, not with finished ones. `claim_overdue` is a conditional write, so that of all the sweepers
 one checks a task, at most once per bound; every re-dispatch doubles the wait before the next one
 (a message that merely waits in a long queue is not copied once per bound).
 """
@@ -109,6 +110,18 @@ def find_overdue(conn: Connection, older_than: datetime, now: datetime,
                         None if row.next_check_at is None else from_db_time(row.next_check_at),
                         int(row.redispatched or 0))
             for row in conn.execute(query)]
+
+
+def completion_recorded(conn: Connection, instance_id: str, execution_id: str,
+                        task_id: int) -> bool:
+    """Whether an activity's completion is in the instance's history or inbox (one query)."""
+    in_history = exists().where(history.c.instance_id == instance_id,
+                                history.c.execution_id == execution_id,
+                                history.c.task_id == task_id,
+                                history.c.kind.in_([h.TASK_COMPLETED, h.TASK_FAILED]))
+    in_inbox = exists().where(inbox.c.instance_id == instance_id,
+                              inbox.c.dedup_key == f"task:{execution_id}:{task_id}")
+    return bool(conn.execute(select(or_(in_history, in_inbox))).scalar())
 
 
 def _key_is(task: OverdueTask) -> Any:

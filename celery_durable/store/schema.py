@@ -93,6 +93,8 @@ history = Table(
     Column("name", String(256), nullable=True),
     Column("data", json_text(), nullable=False),
     PrimaryKeyConstraint("instance_id", "execution_id", "seq", name="pk_durable_history"),
+    # a task's events (its completion, for the overdue-task query: store/overdue.py)
+    Index("ix_durable_history_task", "instance_id", "execution_id", "task_id"),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -33,6 +33,7 @@ from celery_durable.store.outbox_acks import OutboxAcks
 from celery_durable.store.overdue import (
     OverdueTask,
     claim_overdue,
+    completion_recorded,
     find_overdue,
     mark_redispatched,
 )
@@ -513,6 +514,11 @@ class Store:
         no sweeper has claimed until after ``now``; the longest waiting first."""
         with self._read() as conn:
             return find_overdue(conn, older_than, now, limit)
+
+    def completion_recorded(self, instance_id: str, execution_id: str, task_id: int) -> bool:
+        """Whether the completion of activity ``task_id`` is in history or waits in the inbox."""
+        with self._read() as conn:
+            return completion_recorded(conn, instance_id, execution_id, task_id)
 
     def claim_overdue(self, tasks: Sequence[OverdueTask], now: datetime,
                       bound: timedelta) -> list[OverdueTask]:

@@ -26,6 +26,7 @@ from workers import LazyApp, celery_app
 from celery_durable import Durable
 from celery_durable.engine import history as h
 from celery_durable.runtime import activity, durable, episode, inbound
+from celery_durable.store import Store
 from celery_durable.store import episode as store_episode
 
 ENV_POINT, ENV_MARKER = "CRASH_POINT", "CRASH_MARKER"
@@ -113,6 +114,19 @@ def after_a_childs_final_commit(*_: Any) -> bool:
     return bool(getattr(_final, "child", False))
 
 
+def crash_after_the_sweeper_claims_timers() -> None:
+    """The sweeper marked far timers dispatched (its claim) and has not sent them yet."""
+    original = Store.mark_timers_dispatched
+
+    def mark_timers_dispatched(self: Store, *args: Any, **kwargs: Any) -> Any:
+        claimed = original(self, *args, **kwargs)
+        if claimed and threading.current_thread().name == "celery_durable-sweeper":
+            crash()
+        return claimed
+
+    Store.mark_timers_dispatched = mark_timers_dispatched  # type: ignore[method-assign]
+
+
 def install(point: str) -> None:
     """Wrap the runtime function of crash point ``point``."""
     if point == "activity-start":  # the orchestrated run reads its header first
@@ -127,6 +141,8 @@ def install(point: str) -> None:
         wrap(episode.EpisodeRunner, "_publish", before=has_messages)
     elif point == "timer-dispatch":  # a timer's message arrived; TimerFired not recorded
         wrap(inbound, "timer_args", before=is_a_timer)
+    elif point == "sweeper-timer-claimed":  # a far timer claimed by the sweeper, not sent
+        crash_after_the_sweeper_claims_timers()
     elif point == "child-final-commit":  # a child ended and committed; the parent not woken
         wrap(store_episode.Episode, "commit", after=notes_a_childs_final_commit)
         wrap(episode.EpisodeRunner, "_publish", before=after_a_childs_final_commit)
@@ -135,7 +151,9 @@ def install(point: str) -> None:
 
 
 POINTS = ["activity-start", "activity-done", "completion-recorded", "episode-loaded",
-          "episode-committed", "timer-dispatch", "child-final-commit"]
+          "episode-committed", "timer-dispatch", "sweeper-timer-claimed", "child-final-commit"]
+#: settings a point needs: the sweeper dispatches only timers beyond the horizon
+POINT_CONF: dict[str, dict[str, Any]] = {"sweeper-timer-claimed": {"durable_timer_horizon": 0}}
 
 
 def _from_environment() -> tuple[Celery, Durable]:

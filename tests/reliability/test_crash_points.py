@@ -16,7 +16,7 @@ from pathlib import Path
 import crash_workflows as cw
 import pytest
 from crash_cluster import BACKENDS, crash_cluster
-from crash_points import POINTS
+from crash_points import POINT_CONF, POINTS
 
 from celery_durable import OrchestrationStatus
 
@@ -29,7 +29,7 @@ CRASH_TIMEOUT = 60.0
 def test_a_worker_dies_at_a_crash_point_and_the_instance_completes(
         tmp_path: Path, backend: str, point: str) -> None:
     marker = tmp_path / "crashed"
-    with crash_cluster(tmp_path, backend) as cluster:
+    with crash_cluster(tmp_path, backend, POINT_CONF.get(point)) as cluster:
         first = cluster.start_worker(point, marker)
         cluster.wait_ready(first)
         instance_id = cluster.client.schedule_new_orchestration(cw.parent, input=1)

@@ -1,5 +1,5 @@
 """Overdue activities and timers: when the sweeper may check one again, and how often it was
-re-dispatched.
+re-dispatched; an index of history by task id (where the overdue-task query finds completions).
 
 Revision ID: 0003
 Revises: 0002
@@ -36,7 +36,10 @@ def upgrade() -> None:
                                 name="pk_durable_redispatches"),
         **MYSQL,
     )
+    op.create_index("ix_durable_history_task", "durable_history",
+                    ["instance_id", "execution_id", "task_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_durable_history_task", table_name="durable_history")
     op.drop_table("durable_redispatches")
