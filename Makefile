@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest docs bench clean
+.PHONY: venv demo test lint typecheck pytest chaos docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
+
+# the long reliability runs (tests marked chaos): worker kills, lost messages, restarts
+chaos: $(STAMP)
+	$(VENV)/bin/pytest -q -s -m chaos tests/reliability
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

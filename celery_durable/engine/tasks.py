@@ -85,36 +85,31 @@ class CompositeTask(Task[T]):
 
 
 class WhenAllTask(CompositeTask[list[Any]]):
-    """Completes with every child's result, in order; fails as soon as one child fails.
-
-    Each child's completion costs O(1) (a count of the children still pending), so a fan-out of
-    N costs O(N) in all, not O(N^2): children complete one at a time, as their events are fed.
-    """
+    """Completes with every child's result, in order; fails as soon as one child fails."""
 
     def __init__(self, tasks: Sequence[Task[Any]]) -> None:
         super().__init__(tasks)
-        #: children (entries of ``children``: a task listed twice counts twice) not complete yet
-        self._pending = sum(1 for task in self.children if not task.is_complete)
-        failed = next((task for task in self.children if task.is_failed), None)
-        if failed is not None:
-            self._fail_with(failed)
-        elif self._pending == 0:
-            self._succeed([task._result for task in self.children])
+        # counted, not re-scanned per completion: a fan-out of N stays O(N), not O(N^2)
+        self._pending = sum(not task.is_complete for task in self.children)
+        for task in self.children:
+            if task.is_failed:
+                exc = task.get_exception()
+                assert exc is not None
+                self._fail(exc)
+                return
+        self._succeed_when_all_done()
 
     def _on_child_complete(self, child: Task[Any]) -> None:
-        # called once per entry of ``children`` when that child completes (Task._notify)
         self._pending -= 1
-        if self._complete:
-            return
-        if child.is_failed:  # the first failure: any earlier one would have failed this task
-            self._fail_with(child)
-        elif self._pending == 0:
-            self._succeed([task._result for task in self.children])
-
-    def _fail_with(self, child: Task[Any]) -> None:
         exc = child.get_exception()
-        assert exc is not None
-        self._fail(exc)
+        if exc is not None:
+            self._fail(exc)
+        else:
+            self._succeed_when_all_done()
+
+    def _succeed_when_all_done(self) -> None:
+        if self._pending == 0:
+            self._succeed([task._result for task in self.children])
 
 
 class WhenAnyTask(CompositeTask[Task[Any]]):

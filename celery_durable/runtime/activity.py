@@ -24,7 +24,7 @@ from celery_durable.registry import ActivityDef
 from celery_durable.runtime import inbound
 from celery_durable.runtime.episode import completion_item
 from celery_durable.runtime.inbound import STRATEGY
-from celery_durable.runtime.messages import DURABLE_HEADER
+from celery_durable.runtime.messages import DURABLE_HEADER, REDISPATCH_HEADER
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -70,12 +70,13 @@ class ActivityTask(Task):
                                    **options)
 
 
-def durable_header(request: Any) -> Any:
+def durable_header(request: Any, name: str = DURABLE_HEADER) -> Any:
     """The ``[instance_id, execution_id, task_id, attempt, orchestrator]`` header of an
-    orchestrated run (as received: `inbound.activity_header` checks it), or None."""
-    value = getattr(request, DURABLE_HEADER, None)
+    orchestrated run (as received: `inbound.activity_header` checks it), or None; or, with
+    ``name``, that header of the message."""
+    value = getattr(request, name, None)
     if value is None:
-        value = (getattr(request, "headers", None) or {}).get(DURABLE_HEADER)
+        value = (getattr(request, "headers", None) or {}).get(name)
     return value if value else None
 
 
@@ -99,6 +100,11 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
                 inbound.activity_header(definition.name, header)
         except MalformedMessageError as exc:
             logger.error("%s", exc)
+            return None
+        if durable_header(task.request, REDISPATCH_HEADER) and \
+                durable.store.completion_recorded(instance_id, execution_id, int(task_id)):
+            logger.info("activity %s (task %s of %s) was re-dispatched, but it has completed "
+                        "meanwhile: not run again", definition.name, task_id, instance_id)
             return None
         ctx = ActivityContext(instance_id, task_id, attempt, task.request.id)
         try:

@@ -1,8 +1,9 @@
 """Broker messages: what an episode's outbox holds, and how it is published.
 
 A message is a small JSON dict ``{"task", "args", "options"}``; its size does not depend on the
-instance's history. Celery task ids are deterministic (instance, execution, task id, attempt), so
-a re-published message is recognisable in Flower and in the result backend.
+instance's history. Celery task ids of activities and timers are deterministic (instance, execution, task id,
+attempt), so a re-published message is recognisable in Flower and in the result backend, and a
+worker can be asked whether it holds one (`celery_durable.runtime.redispatch`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ EPISODE_TASK = "celery_durable.episode"
 TIMER_TASK = "celery_durable.timer"
 SWEEP_TASK = "celery_durable.sweep"
 DURABLE_HEADER = "durable"
+#: header of a message the sweeper re-dispatched: how many times its task was re-dispatched
+REDISPATCH_HEADER = "durable_redispatch"
 
 Message = dict[str, Any]
 
@@ -47,6 +50,12 @@ def activity_task_id(instance_id: str, execution_id: str, task_id: int, attempt:
     return f"{instance_id}:{execution_id[:8]}:{task_id}:{attempt}"
 
 
+def timer_task_id(instance_id: str, execution_id: str, task_id: int) -> str:
+    """The Celery task id of a timer (fixed: a re-sent timer message keeps it, so that workers
+    can be asked whether they hold it)."""
+    return f"{instance_id}:{execution_id[:8]}:timer:{task_id}"
+
+
 def activity_message(instance_id: str, execution_id: str, action: ScheduleActivity,
                      queue: str | None, orchestrator: str) -> Message:
     header = [instance_id, execution_id, action.task_id, action.attempt, orchestrator]
@@ -62,6 +71,7 @@ def activity_message(instance_id: str, execution_id: str, action: ScheduleActivi
 def timer_message(instance_id: str, execution_id: str, task_id: int, fire_at: datetime,
                   queue: str | None) -> Message:
     options: dict[str, Any] = {"eta": utc(fire_at).isoformat(),
+                               "task_id": timer_task_id(instance_id, execution_id, task_id),
                                "argsrepr": f"({instance_id!r}, timer {task_id})"}
     if queue:
         options["queue"] = queue

@@ -23,6 +23,9 @@ class DurableSettings:
     sweep_interval: float = 5.0
     #: outbox rows / inbox rows older than this are taken as lost and re-published / re-woken
     recovery_grace: timedelta = timedelta(seconds=15)
+    #: an activity scheduled this long ago (or a timer this far past due) with no completion is
+    #: re-dispatched unless a live worker still holds its message (see `runtime.redispatch`)
+    activity_redispatch_after: timedelta = timedelta(seconds=30)
     #: orchestrator states kept warm per worker process (bounded)
     state_cache_size: int = 1000
     #: queue of orchestration episodes (None: the app's default queue)
@@ -32,6 +35,10 @@ class DurableSettings:
     #: largest JSON (in bytes) of one payload: the client refuses larger inputs and event data,
     #: an activity result or orchestrator output, input or custom status over it fails the task
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    #: the client runs the episode an instance's start or event calls for in its own process,
+    #: instead of sending it to a worker (one broker hop less; the client must import the
+    #: orchestrators' code, which it does to schedule them)
+    client_episodes: bool = False
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -49,11 +56,14 @@ class DurableSettings:
             timer_horizon=seconds("timer_horizon", defaults.timer_horizon),
             sweep_interval=float(get("sweep_interval", defaults.sweep_interval)),
             recovery_grace=seconds("recovery_grace", defaults.recovery_grace),
+            activity_redispatch_after=seconds("activity_redispatch_after",
+                                              defaults.activity_redispatch_after),
             state_cache_size=int(get("state_cache_size", defaults.state_cache_size)),
             episode_queue=get("episode_queue", None),
             sweeper_enabled=bool(get("sweeper_enabled", True)),
             max_payload_bytes=_positive_int("durable_max_payload_bytes",
                                             get("max_payload_bytes", defaults.max_payload_bytes)),
+            client_episodes=bool(get("client_episodes", defaults.client_episodes)),
         )
 
 

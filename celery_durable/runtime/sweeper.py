@@ -1,9 +1,11 @@
 """The sweeper: dispatches far timers as they come within the horizon and recovers anything a
-lost or unpublished message left waiting (outbox rows, inbox rows nobody woke up for).
+lost or unpublished message left waiting (outbox rows, inbox rows nobody woke up for, activities
+and timers stranded by a killed worker: see `celery_durable.runtime.redispatch`).
 
 It runs in every worker as a bootstep (a thread in the worker's main process) and can also run
 as the periodic task ``celery_durable.sweep``. Several sweepers at once are safe: timers are
-claimed with a conditional update, and everything else is idempotent.
+claimed with a conditional update, overdue tasks with a claim of their own, and everything else
+is idempotent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from celery import bootsteps
 
 from celery_durable.runtime import messages
+from celery_durable.runtime.redispatch import redispatch
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -30,6 +33,7 @@ class SweepReport:
     timers: int = 0
     outbox: int = 0
     woken: int = 0
+    redispatched: int = 0
 
 
 def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
@@ -56,9 +60,11 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
             older, BATCH, skip_versions=durable.versions_left_to_others(older)):
         durable.wake(instance_id)
         report.woken += 1
-    if report.timers or report.outbox or report.woken:
+    report.redispatched = redispatch(durable, now)
+    if report.timers or report.outbox or report.woken or report.redispatched:
         logger.info("sweep: %d timer(s) dispatched, %d message(s) re-published, %d instance(s) "
-                    "woken", report.timers, report.outbox, report.woken)
+                    "woken, %d overdue task(s) re-dispatched", report.timers, report.outbox,
+                    report.woken, report.redispatched)
     return report
 
 

@@ -1,4 +1,5 @@
-"""The store's tables (SQLAlchemy Core): instances, history, inbox, timers, outbox, wakeups.
+"""The store's tables (SQLAlchemy Core): instances, history, inbox, timers, outbox, wakeups,
+redispatches.
 
 Datetimes are stored as naive UTC (read back as aware UTC by `records`); JSON is stored as text.
 The Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares
@@ -27,7 +28,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 #: The Alembic revision the code expects; ``create_schema`` upgrades to it.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 #: Alembic's version table, named apart from any version table of the user's own migrations.
 VERSION_TABLE = "durable_alembic_version"
 
@@ -92,6 +93,8 @@ history = Table(
     Column("name", String(256), nullable=True),
     Column("data", json_text(), nullable=False),
     PrimaryKeyConstraint("instance_id", "execution_id", "seq", name="pk_durable_history"),
+    # a task's events (its completion, for the overdue-task query: store/overdue.py)
+    Index("ix_durable_history_task", "instance_id", "execution_id", "task_id"),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -143,5 +146,19 @@ wakeups = Table(
     **MYSQL_TABLE_ARGS,
 )
 
+# Activities and timers the sweeper found overdue (see store/overdue.py): when one may be checked
+# again (a claim, like a timer's dispatched_at) and how often it was re-dispatched.
+redispatches = Table(
+    "durable_redispatches",
+    metadata,
+    Column("instance_id", String(256), nullable=False),
+    Column("execution_id", String(32), nullable=False),
+    Column("task_id", Integer, nullable=False, autoincrement=False),
+    Column("next_check_at", utc_datetime(), nullable=False),
+    Column("redispatched", Integer, nullable=False, default=0, server_default=text("0")),
+    PrimaryKeyConstraint("instance_id", "execution_id", "task_id", name="pk_durable_redispatches"),
+    **MYSQL_TABLE_ARGS,
+)
+
 #: Tables holding rows of an instance, keyed by ``instance_id`` (purge deletes from each).
-INSTANCE_TABLES = (history, inbox, timers, outbox, wakeups, instances)
+INSTANCE_TABLES = (history, inbox, timers, outbox, wakeups, redispatches, instances)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_, update
@@ -30,6 +30,13 @@ from celery_durable.store.engine import (
 from celery_durable.store.episode import Episode, run_episode
 from celery_durable.store.migrate import upgrade_schema
 from celery_durable.store.outbox_acks import OutboxAcks
+from celery_durable.store.overdue import (
+    OverdueTask,
+    claim_overdue,
+    completion_recorded,
+    find_overdue,
+    mark_redispatched,
+)
 from celery_durable.store.records import (
     InboxItem,
     InstanceRecord,
@@ -39,7 +46,15 @@ from celery_durable.store.records import (
     now,
     to_db_time,
 )
-from celery_durable.store.schema import INSTANCE_TABLES, history, inbox, instances, outbox, timers
+from celery_durable.store.schema import (
+    INSTANCE_TABLES,
+    history,
+    inbox,
+    instances,
+    outbox,
+    timers,
+    wakeups,
+)
 from celery_durable.store.writes import (
     chunks,
     claim_wakeup,
@@ -432,6 +447,13 @@ class Store:
             delete_instance_rows(conn, ids, INSTANCE_TABLES)
         return len(ids)
 
+    def forget_wakeups(self, instance_ids: Sequence[str]) -> None:
+        """Release the wake-up claims of these instances (`recover`: the broker may have lost
+        their messages; a claim whose wake-up does arrive only costs one more wake-up)."""
+        if instance_ids:
+            with self._write() as conn:
+                delete_instance_rows(conn, list(instance_ids), (wakeups,))
+
     # -- outbox ----------------------------------------------------------------------------------
 
     def pending_outbox(self, older_than: datetime,
@@ -483,3 +505,33 @@ class Store:
                                  .values(dispatched_at=to_db_time(at)))
                     marked.update(found)
         return [k for k in wanted if k in marked]
+
+    # -- overdue tasks (see store/overdue.py) ---------------------------------------------------
+
+    def overdue_tasks(self, older_than: datetime, now: datetime,
+                      limit: int = 100) -> list[OverdueTask]:
+        """Activities scheduled, and timers due, before ``older_than`` with no completion, that
+        no sweeper has claimed until after ``now``; the longest waiting first."""
+        with self._read() as conn:
+            return find_overdue(conn, older_than, now, limit)
+
+    def completion_recorded(self, instance_id: str, execution_id: str, task_id: int) -> bool:
+        """Whether the completion of activity ``task_id`` is in history or waits in the inbox."""
+        with self._read() as conn:
+            return completion_recorded(conn, instance_id, execution_id, task_id)
+
+    def claim_overdue(self, tasks: Sequence[OverdueTask], now: datetime,
+                      bound: timedelta) -> list[OverdueTask]:
+        """Claim overdue tasks for a check now (none is checked again before ``now + bound``);
+        return those this call claimed: of several sweepers, one checks each task."""
+        if not tasks:
+            return []
+        with self._write() as conn:
+            return claim_overdue(conn, self.dialect, tasks, now, bound)
+
+    def mark_redispatched(self, tasks: Sequence[OverdueTask], now: datetime,
+                          bound: timedelta) -> None:
+        """Record that claimed overdue tasks were re-dispatched (their next check backs off)."""
+        if tasks:
+            with self._write() as conn:
+                mark_redispatched(conn, tasks, now, bound)

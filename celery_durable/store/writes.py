@@ -17,7 +17,15 @@ from sqlalchemy.sql.dml import Insert
 from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.store.records import START_TIMER_ID, InboxItem, NewInstance, to_db_time
-from celery_durable.store.schema import history, inbox, instances, metadata, timers, wakeups
+from celery_durable.store.schema import (
+    history,
+    inbox,
+    instances,
+    metadata,
+    redispatches,
+    timers,
+    wakeups,
+)
 
 T = TypeVar("T")
 
@@ -113,7 +121,7 @@ def create_instances(conn: Connection, dialect: str,
         else:
             created.update(_ours(conn, fresh, {iid: rows[iid]["execution_id"] for iid in fresh}))
     if finished:
-        delete_instance_rows(conn, finished, (history, inbox, timers))
+        delete_instance_rows(conn, finished, (history, inbox, timers, redispatches))
         for iid in finished:
             row = {k: v for k, v in rows[iid].items() if k != "instance_id"}
             conn.execute(update(instances).where(instances.c.instance_id == iid).values(row))
