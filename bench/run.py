@@ -162,6 +162,9 @@ def report(rows: list[Row], problems: list[str], quick: bool, elapsed: float,
     return "\n".join(lines)
 
 
+COLORS = {"redis": "tab:red", "rabbitmq": "tab:orange", "embedded": "tab:green"}
+
+
 def chart(rows: list[Row], path: Path) -> bool:
     """Per-step cost against N for seq, time against N for fanout; False without matplotlib."""
     try:
@@ -180,9 +183,14 @@ def chart(rows: list[Row], path: Path) -> bool:
         for backend in sorted({r.backend for r in chosen}):
             mine = sorted((r for r in chosen if r.backend == backend), key=lambda r: r.n)
             ns = [r.n for r in mine]
-            ax.plot(ns, [r.plain for r in mine], "o--", label=f"plain Celery ({backend})")
-            ax.plot(ns, [r.ours for r in mine], "o-", label=f"celery_durable ({backend})")
+            color = COLORS.get(backend)
+            ax.plot(ns, [r.plain for r in mine], "o--", color=color, alpha=0.55,
+                    label=f"plain Celery ({backend})")
+            ax.plot(ns, [r.ours for r in mine], "o-", color=color,
+                    label=f"celery_durable ({backend})")
         ax.set_xscale("log")
+        if workload == "fanout":
+            ax.set_yscale("log")
         ax.set_xlabel("N")
         ax.set_ylabel(ylabel)
         ax.set_title({"seq": "seq: N sequential no-op steps",
