@@ -35,7 +35,7 @@ REDIS_DB = 13
 READY_TIMEOUT = 60.0
 #: short bounds, so that a crash is recovered within seconds
 FAST: dict[str, Any] = {"durable_sweep_interval": 0.5, "durable_recovery_grace": 2.0,
-                        "durable_activity_redispatch_after": 2.0}
+                        "durable_activity_redispatch_after": 1.0}
 
 
 @dataclass
