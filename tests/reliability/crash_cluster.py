@@ -35,7 +35,7 @@ REDIS_DB = 13
 READY_TIMEOUT = 60.0
 #: short bounds, so that a crash is recovered within seconds
 FAST: dict[str, Any] = {"durable_sweep_interval": 0.5, "durable_recovery_grace": 2.0,
-                        "durable_activity_redispatch_after": 2.0}
+                        "durable_activity_redispatch_after": 1.0}
 
 
 @dataclass
@@ -54,15 +54,16 @@ class CrashCluster:
         return self.durable.client
 
     def start_worker(self, point: str | None = None, marker: Path | None = None,
-                     concurrency: int = 2) -> WorkerProcess:
-        """A worker (thread pool: a crash ends the whole worker) armed with crash ``point``."""
+                     pool: str = "threads", concurrency: int = 2) -> WorkerProcess:
+        """A worker armed with crash ``point`` (a thread pool by default: a crash ends the whole
+        worker)."""
         env = dict(self.env)
         if point is not None:
             assert marker is not None
             env.update({ENV_POINT: point, ENV_MARKER: str(marker)})
         n = len(self.workers) + 1
         worker = WorkerProcess("crash_points:app", f"crash{n}-{self.queue}@reliability",
-                               pool="threads", concurrency=concurrency,
+                               pool=pool, concurrency=concurrency,
                                env=subprocess_env(env, [HERE, TESTS]), cwd=HERE,
                                log_path=self.tmp / f"worker{n}.log")
         self.workers.append(worker)

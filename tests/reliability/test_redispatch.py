@@ -27,6 +27,8 @@ from celery_durable import OrchestrationStatus
 pytestmark = pytest.mark.e2e
 BOUND = 3.0
 CONF = {"durable_activity_redispatch_after": BOUND}
+#: Celery's default pool: the activity runs in a child process, the main one answers query_task
+PREFORK = "prefork"
 
 
 def spec(tmp: Path, seconds: float) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def runs(tmp: Path) -> int:
 
 def test_the_activity_of_a_killed_worker_is_rerun_within_the_bound(tmp_path: Path) -> None:
     with crash_cluster(tmp_path, "postgresql-redis", CONF) as cluster:
-        first = cluster.start_worker()
+        first = cluster.start_worker(pool=PREFORK)
         cluster.wait_ready(first)
         instance_id = cluster.client.schedule_new_orchestration(cw.long,
                                                                 input=spec(tmp_path, 600))
@@ -54,7 +56,7 @@ def test_the_activity_of_a_killed_worker_is_rerun_within_the_bound(tmp_path: Pat
             os.killpg(first.proc.pid, signal.SIGKILL)
             first.proc.wait(timeout=10)
             killed = time.monotonic()
-            second = cluster.start_worker()
+            second = cluster.start_worker(pool=PREFORK)
             state = cluster.wait(instance_id, timeout=60)
             took = time.monotonic() - killed
             assert state.runtime_status is OrchestrationStatus.COMPLETED, state
@@ -72,9 +74,9 @@ def test_the_activity_of_a_killed_worker_is_rerun_within_the_bound(tmp_path: Pat
 def test_an_activity_a_live_worker_runs_is_not_redispatched(tmp_path: Path,
                                                             backend: str) -> None:
     with crash_cluster(tmp_path, backend, CONF) as cluster:
-        first = cluster.start_worker()
+        first = cluster.start_worker(pool=PREFORK)
         cluster.wait_ready(first)
-        second = cluster.start_worker()  # idle: it would take a re-dispatched message
+        second = cluster.start_worker(pool=PREFORK)  # idle: it would take a re-dispatched message
         cluster.wait_ready(second)
         instance_id = cluster.client.schedule_new_orchestration(
             cw.long, input=spec(tmp_path, 3 * BOUND))

@@ -22,6 +22,7 @@ from celery_durable.runtime.episode import completion_item
 from celery_durable.runtime.settings import DurableSettings
 
 BOUND = timedelta(seconds=30)
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.fixture
@@ -92,10 +93,13 @@ def test_a_message_still_in_its_queue_is_not_redispatched(
     assert len(cluster.asked) == 2
 
 
-def test_the_default_bound_is_30_seconds_and_configurable() -> None:
+def test_the_default_bound_is_30_seconds_configurable_and_documented() -> None:
     assert DurableSettings().activity_redispatch_after == timedelta(seconds=30)
     conf = {"durable_activity_redispatch_after": 3}
     assert DurableSettings.from_conf(conf).activity_redispatch_after == timedelta(seconds=3)
+    assert "| `durable_activity_redispatch_after` | 30 s |" in (DOCS / "deployment.md").read_text()
+    reliability = (DOCS / "reliability.md").read_text()
+    assert "## Worker crashes" in reliability and "durable_activity_redispatch_after" in reliability
 
 
 def test_an_activity_nobody_holds_is_redispatched_with_its_task_id(
