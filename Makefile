@@ -34,9 +34,16 @@ chaos: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
 
-bench: $(STAMP)
-	$(PY) bench/seq.py 100
-	$(PY) bench/seq.py 1000
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install -q -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+# make bench: every workload, ours and plain Celery side by side (~10 min);
+# make bench QUICK=1: the same workloads at small N (under 3 min)
+bench: $(BENCH_STAMP)
+	$(PY) bench/run.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
