@@ -3,7 +3,10 @@ standard ports are never restarted: other tests use them).
 
 `private_redis` runs ``redis-server`` on a free port without snapshots; `PrivateRedis.restart`
 shuts it down saving its data (``SHUTDOWN SAVE``: a clean broker restart, messages kept) and
-starts it again on the same port. `private_postgres` runs a throw-away cluster made with
+starts it again on the same port. `private_rabbitmq` runs a RabbitMQ node of its own (its own
+node name, port, data and configuration; as the ``rabbitmq`` user when the tests run as root);
+`PrivateRabbitMQ.restart` stops the node (``rabbitmqctl stop``: durable queues and persistent
+messages are kept) and starts it again on the same port. `private_postgres` runs a throw-away cluster made with
 ``initdb`` (as the ``postgres`` user when the tests run as root); `PrivatePostgres.restart`
 stops it with the given ``pg_ctl`` mode (``fast``: connections dropped; ``immediate``: a crash)
 and starts it again.
@@ -160,4 +163,86 @@ def private_postgres() -> Iterator[PrivatePostgres]:
             with contextlib.suppress(Exception):
                 server.stop("immediate")
     finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+@dataclass
+class PrivateRabbitMQ:
+    port: int
+    folder: Path
+    user: str | None
+
+    @property
+    def node(self) -> str:
+        return f"durable{self.port}@localhost"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _run(self, program: str, *args: str, detach: bool = False) -> None:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "HOME": str(Path(pwd.getpwnam(self.user).pw_dir)) if self.user
+               else os.environ.get("HOME", "/root"),
+               "RABBITMQ_NODENAME": self.node,
+               "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
+               "RABBITMQ_DIST_PORT": str(self.port + 1 if self.port < 65000 else self.port - 1),
+               "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
+               "RABBITMQ_LOG_BASE": str(self.folder / "log"),
+               "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
+               "RABBITMQ_PID_FILE": str(self.folder / "pid")}
+        command = [str(RABBITMQ_BIN / program), *args]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", "env", *(f"{k}={v}" for k, v in
+                                                                env.items()), *command]
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=120,
+                       cwd=self.folder)
+
+    def start(self) -> None:
+        self._run("rabbitmq-server", "-detached")
+        _wait_port(self.port, up=True, timeout=90)
+
+    def stop(self) -> None:
+        """``rabbitmqctl stop``: the node ends; its durable queues and messages stay on disk."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("rabbitmqctl", "-n", self.node, "stop")
+        _wait_port(self.port, up=False)
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop, stay down ``down`` seconds, start again on the same port."""
+        self.stop()
+        time.sleep(down)
+        self.start()
+
+
+@contextlib.contextmanager
+def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of its own on a free port (no plugins, guest allowed from anywhere)."""
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+        pytest.skip(f"RabbitMQ is not in {RABBITMQ_BIN}")
+    user = None
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("rabbitmq").pw_name
+        except KeyError:
+            pytest.skip("running as root and there is no rabbitmq user to run a private node")
+    folder = Path(tempfile.mkdtemp(prefix="durable-rabbitmq-"))
+    port = free_port()
+    (folder / "rabbitmq.conf").write_text(
+        f"listeners.tcp.local = 127.0.0.1:{port}\nloopback_users = none\n")
+    (folder / "enabled_plugins").write_text("[].\n")
+    for sub in ("mnesia", "log"):
+        (folder / sub).mkdir()
+    if user:
+        for path in (folder, *folder.rglob("*")):
+            shutil.chown(path, user)
+    server = PrivateRabbitMQ(port, folder, user)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
