@@ -52,6 +52,17 @@ def _wait_port(port: int, up: bool, timeout: float = 30.0) -> None:
     raise TimeoutError(f"port {port} did not go {'up' if up else 'down'} in {timeout}s")
 
 
+def _server_user(name: str) -> str | None:
+    """The user to run a private server as: ``name`` when the tests run as root (the servers
+    refuse root), else None (the current user)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name).pw_name
+    except KeyError:
+        pytest.skip(f"running as root and there is no {name} user to run a private server")
+
+
 @dataclass
 class PrivateRedis:
     port: int
@@ -139,12 +150,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     """A throw-away PostgreSQL 15 cluster on a free port (trust authentication)."""
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL binaries are not in {PG_BIN}")
-    user = None
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres").pw_name
-        except KeyError:
-            pytest.skip("running as root and there is no postgres user to run a private server")
+    user = _server_user("postgres")
     folder = Path(tempfile.mkdtemp(prefix="durable-pg-"))
     data = folder / "data"
     try:
@@ -223,12 +229,7 @@ def private_rabbitmq() -> Iterator[PrivateRabbitMQ]:
     """A RabbitMQ node of its own on a free port (no plugins, guest allowed from anywhere)."""
     if not (RABBITMQ_BIN / "rabbitmq-server").exists():
         pytest.skip(f"RabbitMQ is not in {RABBITMQ_BIN}")
-    user = None
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("rabbitmq").pw_name
-        except KeyError:
-            pytest.skip("running as root and there is no rabbitmq user to run a private node")
+    user = _server_user("rabbitmq")
     folder = Path(tempfile.mkdtemp(prefix="durable-rabbitmq-"))
     port = free_port()
     (folder / "rabbitmq.conf").write_text(
