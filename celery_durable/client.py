@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from celery_durable.store.records import START_TIMER_ID
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
 
+logger = logging.getLogger(__name__)
 #: the default limit on payloads (input, event data); ``durable_max_payload_bytes`` sets it
 MAX_PAYLOAD_BYTES = DEFAULT_MAX_PAYLOAD_BYTES
 
@@ -76,8 +78,11 @@ class DurableClient:
                 "start); choose another id, or wait until it has ended (the id of an ended "
                 "instance may be reused: its history is replaced)")
         if record.start_at is None:
-            messages.publish(self.durable.app,
-                             [self.durable.episode_message(instance_id, name)])
+            if self.durable.settings.client_episodes:
+                self._episode_here(instance_id, name)
+            else:
+                messages.publish(self.durable.app,
+                                 [self.durable.episode_message(instance_id, name)])
         elif record.start_at - now <= self.durable.settings.timer_horizon:
             # claim the start timer (so the sweeper does not send it too) and send it as ETA
             key = (instance_id, record.execution_id, START_TIMER_ID)
@@ -178,8 +183,28 @@ class DurableClient:
             raise OrchestrationEndedError(
                 f"cannot {verb} orchestration {instance_id!r}: it has already ended "
                 f"({record.status.value})")
-        if self.store.deliver(instance_id, [InboxItem(f"client:{uuid.uuid4().hex}", event)]):
+        item = InboxItem(f"client:{uuid.uuid4().hex}", event)
+        if self.durable.settings.client_episodes:
+            self._episode_here(instance_id, record.name, item)
+        elif self.store.deliver(instance_id, [item]):
             self.durable.wake(instance_id, record.name)
+
+    def _episode_here(self, instance_id: str, orchestrator: str,
+                      item: InboxItem | None = None) -> None:
+        """Deliver ``item`` (if any) and run the instance's episode in this process
+        (``durable_client_episodes``); when a worker holds the instance or the episode fails
+        here, leave the episode to a worker."""
+        items = [] if item is None else [item]
+        try:
+            if self.durable.runner.run(instance_id, items):
+                return
+            wake = self.store.request_wakeup(instance_id)  # the holder left ``item`` in the inbox
+        except Exception:
+            logger.warning("the episode of orchestration %s failed in this process; a worker "
+                           "will run it", instance_id, exc_info=True)
+            wake = self.store.deliver(instance_id, items) if items else True
+        if wake:
+            self.durable.wake(instance_id, orchestrator)
 
     def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> int:
         """Delete an ended instance (and its sub-orchestrations); returns instances deleted."""

@@ -89,21 +89,26 @@ class WhenAllTask(CompositeTask[list[Any]]):
 
     def __init__(self, tasks: Sequence[Task[Any]]) -> None:
         super().__init__(tasks)
-        self._check()
-
-    def _on_child_complete(self, child: Task[Any]) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        if self._complete:
-            return
+        # counted, not re-scanned per completion: a fan-out of N stays O(N), not O(N^2)
+        self._pending = sum(not task.is_complete for task in self.children)
         for task in self.children:
             if task.is_failed:
                 exc = task.get_exception()
                 assert exc is not None
                 self._fail(exc)
                 return
-        if all(task.is_complete for task in self.children):
+        self._succeed_when_all_done()
+
+    def _on_child_complete(self, child: Task[Any]) -> None:
+        self._pending -= 1
+        exc = child.get_exception()
+        if exc is not None:
+            self._fail(exc)
+        else:
+            self._succeed_when_all_done()
+
+    def _succeed_when_all_done(self) -> None:
+        if self._pending == 0:
             self._succeed([task._result for task in self.children])
 
 

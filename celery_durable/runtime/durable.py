@@ -24,6 +24,7 @@ from celery_durable.registry import (
 )
 from celery_durable.runtime import filesystem, inbound, messages
 from celery_durable.runtime.activity import make_activity_task
+from celery_durable.runtime.censor import hide_store_url_in_reports
 from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
@@ -61,6 +62,7 @@ class Durable:
         if versioning is not None and not isinstance(versioning, VersioningOptions):
             raise TypeError(f"versioning must be VersioningOptions, got {versioning!r}")
         filesystem.install()
+        hide_store_url_in_reports()
         self.app = app
         self.settings = DurableSettings.from_conf(app.conf, store_url)
         self.versioning = versioning or VersioningOptions()

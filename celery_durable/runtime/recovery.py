@@ -14,6 +14,9 @@ derived from it. `recover` pages through the instances that have not ended and, 
 - counts the ``SubOrchestrationCreated`` without a completion: each child is itself an instance
   that has not ended, so it is recovered in the same pass.
 
+Before it reads a page, it releases the wake-up claims of its instances (see
+`Store.request_wakeup`): the messages they stand for may be lost too.
+
 It also re-publishes every outbox row (messages committed by an episode whose publication was
 lost or never happened). Deliveries this duplicates are harmless: completions are recorded with
 dedup keys and the engine drops a second completion of a task.
@@ -21,8 +24,8 @@ dedup keys and the engine drops a second completion of a task.
 Instances are paged through `Store.running_instances`; their inbox, history and timers are read
 a page at a time in one read-only transaction on the schema's tables (the history of the
 execution the page saw, so that a continue-as-new meanwhile cannot mix two executions). The only
-writes are the ones the sweeper makes too: claiming undispatched timers before sending them, and
-deleting re-published outbox rows.
+writes are releasing wake-up claims, and the ones the sweeper makes too: claiming undispatched
+timers before sending them, and deleting re-published outbox rows.
 """
 
 from __future__ import annotations
@@ -115,6 +118,10 @@ def recover(durable: Durable, *, dry_run: bool = False,
         after = page[-1].instance_id
         live = [record for record in page if not record.status.is_terminal]
         report.instances += len(live)
+        if not dry_run:
+            # before their inbox is read (as an episode does): a claim whose message the broker
+            # lost would swallow every later wake-up of the instance
+            store.forget_wakeups([record.instance_id for record in live])
         plan = _Plan(durable, report, now, dry_run)
         plan.instances(live)
         if not dry_run:

@@ -6,7 +6,8 @@ filesystem transport has already removed it. So the sweeper looks for activities
 timers due, more than ``durable_activity_redispatch_after`` ago without a completion
 (`Store.overdue_tasks`), claims them (one sweeper checks each, at most once per bound), asks the
 workers which of them they still hold (``query_task``: an active, reserved or scheduled request
-counts as held) and re-publishes the others with the same Celery task id.
+counts as held) and re-publishes, with the same Celery task id, those whose message cannot be
+waiting in a queue (`celery_durable.runtime.queued`: a backlog is not copied).
 
 A task that still runs somewhere is left alone and checked again a bound later. When no worker
 answers at all (remote control disabled, or a broker without broadcast), nobody can be shown to
@@ -27,7 +28,7 @@ from celery import Celery
 from celery_durable.engine.actions import ScheduleActivity
 from celery_durable.engine.history import utc
 from celery_durable.errors import UnknownNameError
-from celery_durable.runtime import messages
+from celery_durable.runtime import messages, queued
 from celery_durable.store.overdue import OverdueTask
 
 if TYPE_CHECKING:
@@ -59,7 +60,16 @@ def redispatch(durable: Durable, now: datetime | None = None) -> int:
                        "re-dispatching %d overdue task(s) that may still be running",
                        len(claimed))
         held = set()
-    stranded = [task for celery_id, task in claimed.items() if celery_id not in held]
+    unheld = {celery_id: task for celery_id, task in claimed.items() if celery_id not in held}
+    # a message still waiting in a long queue is not stranded: sending it again would only
+    # lengthen the queue (it is checked again a bound later)
+    loose = queued.stranded(durable.app, {celery_id: _queue(durable, task)
+                                          for celery_id, task in unheld.items()})
+    if len(loose) < len(unheld):
+        logger.info("left %d overdue task(s) alone: their queue holds messages waiting for "
+                    "delivery (checked again in %.0fs)", len(unheld) - len(loose),
+                    bound.total_seconds())
+    stranded = [task for celery_id, task in unheld.items() if celery_id in loose]
     if held:
         logger.debug("%d overdue task(s) still held by live workers: %s", len(held),
                      ", ".join(sorted(held)))
@@ -112,6 +122,13 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
                                             task.orchestrator)
     message["options"]["headers"][messages.REDISPATCH_HEADER] = task.redispatched + 1
     return message
+
+
+def _queue(durable: Durable, task: OverdueTask) -> str:
+    if task.is_timer:
+        return queued.queue_of(durable.app, messages.TIMER_TASK, durable.settings.episode_queue)
+    assert task.name is not None
+    return queued.queue_of(durable.app, task.name, durable.registry.activity(task.name).queue)
 
 
 def _attempt(task: OverdueTask) -> int:

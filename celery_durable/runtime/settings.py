@@ -35,6 +35,10 @@ class DurableSettings:
     #: largest JSON (in bytes) of one payload: the client refuses larger inputs and event data,
     #: an activity result or orchestrator output, input or custom status over it fails the task
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    #: the client runs the episode an instance's start or event calls for in its own process,
+    #: instead of sending it to a worker (one broker hop less; the client must import the
+    #: orchestrators' code, which it does to schedule them)
+    client_episodes: bool = False
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -59,6 +63,7 @@ class DurableSettings:
             sweeper_enabled=bool(get("sweeper_enabled", True)),
             max_payload_bytes=_positive_int("durable_max_payload_bytes",
                                             get("max_payload_bytes", defaults.max_payload_bytes)),
+            client_episodes=bool(get("client_episodes", defaults.client_episodes)),
         )
 
 

@@ -46,7 +46,15 @@ from celery_durable.store.records import (
     now,
     to_db_time,
 )
-from celery_durable.store.schema import INSTANCE_TABLES, history, inbox, instances, outbox, timers
+from celery_durable.store.schema import (
+    INSTANCE_TABLES,
+    history,
+    inbox,
+    instances,
+    outbox,
+    timers,
+    wakeups,
+)
 from celery_durable.store.writes import (
     chunks,
     claim_wakeup,
@@ -438,6 +446,13 @@ class Store:
                 frontier = children
             delete_instance_rows(conn, ids, INSTANCE_TABLES)
         return len(ids)
+
+    def forget_wakeups(self, instance_ids: Sequence[str]) -> None:
+        """Release the wake-up claims of these instances (`recover`: the broker may have lost
+        their messages; a claim whose wake-up does arrive only costs one more wake-up)."""
+        if instance_ids:
+            with self._write() as conn:
+                delete_instance_rows(conn, list(instance_ids), (wakeups,))
 
     # -- outbox ----------------------------------------------------------------------------------
 

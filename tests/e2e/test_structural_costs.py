@@ -4,9 +4,7 @@ message sizes against history length, broker messages per timer.
 - replay work: ``durable.runner.events_processed`` counts every history event the engine replayed
   or was fed; a fan-out of N must stay O(N) (at most 3N), which needs warm episodes to feed only
   the events they have not seen (DESIGN.md, Performance targets).
-- SQL: ``durable.store.statement_count()`` counts the statements this process sends through the
-  store; the test's own polling goes through a second ``Store`` (its own counter), so only the
-  worker's statements (and the one scheduling call) are counted.
+- SQL statements per step: tests/perf/test_step_costs.py.
 - messages: every message published in this process is seen through Celery's
   ``before_task_publish`` signal, with its body and headers as they go to the broker.
 """
@@ -17,8 +15,6 @@ import contextlib
 import json
 import re
 import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,7 +23,6 @@ from typing import Any
 import pytest
 import workflows as wf
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
 from celery.signals import before_task_publish
 from conftest import Harness, make_app
 from kombu.utils.json import dumps as kombu_dumps
@@ -37,7 +32,6 @@ from celery_durable.engine import history as h
 from celery_durable.runtime import messages
 from celery_durable.runtime.episode import completion_item
 from celery_durable.runtime.sweeper import sweep
-from celery_durable.store import Store
 
 pytestmark = pytest.mark.e2e
 
@@ -103,21 +97,6 @@ def size(body: Any, headers: dict[str, Any]) -> int:
     fixed = {**headers, **{k: "i" * 36 for k in ("parent_id", "root_id") if headers.get(k)}}
     text = kombu_dumps(body) + json.dumps(fixed, default=str, sort_keys=True)
     return len(_TIMESTAMP.sub("T" * 32, text))
-
-
-def wait_terminal(store: Store, instance_id: str, timeout: float = 60) -> Any:
-    """Poll ``store`` (not the worker's: its statements are not counted) until the end."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        record = store.get_instance(instance_id)
-        if record is not None and record.status.is_terminal:
-            return record
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{instance_id} did not finish in {timeout}s "
-                               f"({record.status if record else 'missing'})")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.1)
 
 
 def replay_counters(durable: Durable) -> tuple[int, int, int, int]:
@@ -252,58 +231,8 @@ def test_episode_right_after_a_commit_feeds_only_new_events(tmp_path: Path,
             f"history (now {history_len} events) because A had not put its state back yet")
 
 
-# -- (b) SQL statements per activity step ------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def pg_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Durable, Store]]:
-    """PostgreSQL, an embedded worker, no sweeper (its queries would be counted), and a second
-    Store on the same database for the test's polling.
-
-    The broker is the filesystem transport: Redis and RabbitMQ workers share kombu's
-    process-wide event loop (the Hub), and a second such embedded worker next to the harness'
-    ones sometimes stops consuming; the statements counted here do not depend on the broker."""
-    with contextlib.ExitStack() as stack:
-        tmp = tmp_path_factory.mktemp("costs-pg")
-        app, durable = make_app("postgresql-filesystem", tmp, stack,
-                                durable_sweeper_enabled=False)
-        stack.enter_context(start_worker(app, pool="threads", concurrency=2,
-                                         perform_ping_check=False, loglevel="WARNING",
-                                         shutdown_timeout=30))
-        poller = Store(durable.store.url)
-        stack.callback(poller.dispose)
-        yield durable, poller
-
-
-def _count_sequence(durable: Durable, poller: Store, n: int) -> list[str]:
-    with durable.store.statement_count() as counted:
-        iid = durable.client.schedule_new_orchestration(wf.sequence, input=n)
-        record = wait_terminal(poller, iid)
-    assert record.status is COMPLETED and record.output == sum(range(n))
-    return counted.statements
-
-
-def _kind(statement: str) -> str:
-    """``SELECT durable_inbox``, ``INSERT durable_history``, ...: verb and first table."""
-    words = statement.split()
-    tables = [w.strip('",();') for w in words if w.strip('",();').startswith("durable_")]
-    return f"{words[0]} {tables[0].split('.')[0] if tables else '?'}"
-
-
-def test_sql_statements_per_activity_step_are_constant(pg_worker: tuple[Durable, Store]) -> None:
-    """A sequence of N activities on PostgreSQL: the statements per extra step are a small
-    constant (at most 8, the issue's bound) that does not grow with the history; warm steps never read history."""
-    durable, poller = pg_worker
-    _count_sequence(durable, poller, 1)  # schema, pools and caches warm
-    statements = {n: _count_sequence(durable, poller, n) for n in (10, 40, 70)}
-    counts = {n: len(s) for n, s in statements.items()}
-    per_step = [(counts[b] - counts[a]) / (b - a) for a, b in [(10, 40), (40, 70)]]
-    kinds70 = Counter(_kind(s) for s in statements[70])
-    print(f"statements: {counts}; per step {per_step}; N=70 by kind: {dict(kinds70)}")
-    assert all(step <= 8 for step in per_step), per_step
-    assert abs(per_step[1] - per_step[0]) <= 0.5, f"per-step cost grows with history: {per_step}"
-    history_reads = kinds70["SELECT durable_history"]
-    assert history_reads <= 1, f"history was read {history_reads} times for 70 warm steps"
-
+# -- (b) SQL statements per activity step: tests/perf/test_step_costs.py (in-process, exact,
+#    PostgreSQL and SQLite, at history lengths up to ~2,400) -------------------------------------
 
 # -- (c) message sizes against history length --------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Any
 import edge_workflows as ew
 import pytest
 from celery import Celery
+from celery.app.utils import bugreport
 from celery.bin.base import CLIContext
 from click.testing import CliRunner
 from edge_cluster import EdgeCluster, dump, edge_cluster
@@ -358,3 +359,15 @@ def test_store_password_never_shows(cluster: EdgeCluster,
     shown += [record.getMessage() for record in caplog.records]
     leaks = [text for text in shown if PASSWORD in text]
     assert not leaks, leaks
+
+
+def test_celery_report_masks_the_store_url() -> None:
+    """``celery report`` (what users paste into bug reports) masks ``durable_store_url`` as
+    Celery masks the broker URL."""
+    app = Celery("reported", broker=f"redis://:{PASSWORD}@127.0.0.1:6379/0",
+                 set_as_current=False)
+    app.conf.durable_store_url = f"postgresql+psycopg://shop:{PASSWORD}@db.internal/shop"
+    Durable(app)
+    report = bugreport(app)
+    assert "durable_store_url: '********'" in report, report
+    assert PASSWORD not in report, report

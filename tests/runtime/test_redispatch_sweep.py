@@ -4,6 +4,7 @@ tests/reliability/test_redispatch.py."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,7 +28,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 @pytest.fixture
 def durable(tmp_path: Path) -> Iterator[Durable]:
     app = Celery("redispatch-test", broker="memory://", set_as_current=False)
-    app.conf.task_default_queue = "redispatch-test"
+    # the memory broker lives as long as this process: a queue of the test's own
+    app.conf.task_default_queue = f"redispatch-test-{uuid.uuid4().hex[:8]}"
     durable = Durable(app, store_url=f"sqlite:///{tmp_path / 'store.sqlite3'}")
 
     @durable.activity(name="rd.echo")
@@ -70,10 +72,25 @@ class Cluster:
 
 
 def started(durable: Durable, orchestrator: str, value: Any = "x") -> str:
-    """An instance whose first episode ran here: its activity or timer is on its way."""
+    """An instance whose first episode ran here and sent its activity or timer, which a worker
+    then took from the queue and died with (a message still in the queue is not stranded)."""
     instance_id = durable.client.schedule_new_orchestration(orchestrator, input=value)
     assert durable.runner.run(instance_id, wait=True)
+    with durable.app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(durable.app.conf.task_default_queue)
     return instance_id
+
+
+def test_a_message_still_in_its_queue_is_not_redispatched(
+        durable: Durable, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance_id = durable.client.schedule_new_orchestration("rd.one_activity", input="x")
+    assert durable.runner.run(instance_id, wait=True)  # its message waits in the queue
+    cluster = Cluster(monkeypatch)
+    cluster.held = set()
+    t = datetime.now(timezone.utc) + BOUND + timedelta(seconds=1)
+    assert rd.redispatch(durable, t) == 0 and cluster.published == []
+    assert rd.redispatch(durable, t + BOUND) == 0  # checked again a bound later: still there
+    assert len(cluster.asked) == 2
 
 
 def test_the_default_bound_is_30_seconds_configurable_and_documented() -> None:
