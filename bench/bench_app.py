@@ -112,11 +112,13 @@ def events(ctx: Any, rounds: int) -> Any:
 # -- the app -----------------------------------------------------------------------------------
 
 def make_app(broker_url: str, store_url: str, queue: str, *, backend: str | None = None,
-             transport: dict[str, Any] | None = None,
-             name: str = "bench") -> tuple[Celery, Durable]:
-    """The app (worker and client alike) and its Durable; plain tasks are registered on it."""
+             transport: dict[str, Any] | None = None, name: str = "bench",
+             client_episodes: bool = False) -> tuple[Celery, Durable]:
+    """The app (worker and client alike) and its Durable; plain tasks are registered on it.
+    ``client_episodes``: the client runs the episodes its calls cause (a client-side setting)."""
     app = celery_app(name, broker_url, queue, result_backend=backend, result_expires=600,
-                     broker_transport_options=transport or {})
+                     broker_transport_options=transport or {},
+                     durable_client_episodes=client_episodes)
     durable = Durable(app, store_url=store_url)
 
     @app.task(name=PLAIN_NOOP, shared=False)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,7 @@ class Cluster:
             self.store_url = f"sqlite:///{self.tmp / 'store.sqlite3'}"
         self.broker_url, transport = self._broker()
         backend = f"{REDIS_URL}/{BACKEND_DB}" if reachable("redis") else None
+        self._client_options = {"backend": backend, "transport": transport}
         self.app, self.durable = bench_app.make_app(
             self.broker_url, self.store_url, self.queue, backend=backend, transport=transport,
             name="bench-client")
@@ -226,6 +227,20 @@ class Cluster:
     def _print_log_on_error(self, kind: Any, exc: Any, tb: Any) -> None:
         if kind is not None and kind is not KeyboardInterrupt:
             log(f"worker log ({self.worker.log_path}):\n{self.worker.log()[-5000:]}")
+
+    @contextlib.contextmanager
+    def client_episodes(self) -> Iterator[None]:
+        """Within the block the client runs the episodes its calls cause
+        (``durable_client_episodes``); the worker is the same."""
+        saved = self.app, self.durable
+        self.app, self.durable = bench_app.make_app(
+            self.broker_url, self.store_url, self.queue, name="bench-client-episodes",
+            client_episodes=True, **self._client_options)
+        try:
+            yield
+        finally:
+            self.durable.store.dispose()
+            self.app, self.durable = saved
 
     # -- our side ------------------------------------------------------------------------------
 

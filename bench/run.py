@@ -8,6 +8,8 @@ target is missed (or could not be measured: a service is down).
 Workloads (one module each): seq and embedded (N sequential steps), fanout (N at once, then
 fan-in), many (N orchestrations of 3 steps), timers (N one-second sleeps), events (external
 event to the next activity). One worker subprocess per backend runs both sides; see harness.py.
+events, many and timers run a second time with ``durable_client_episodes`` on the client (rows
+marked "client episodes"): an opt-in setting, so the plain rows are the default's figures.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +69,24 @@ def steps(plan: Plan) -> dict[str, list[tuple[str, Callable[[Cluster], list[Row]
             ("many", lambda c: many.measure(c, plan.many_n, plan.many_reps)),
             ("timers", lambda c: timers.measure(c, plan.timers_n)),
             ("fanout", lambda c: fanout.measure(c, plan.fanout_ns, plan.fanout_reps)),
+            ("events", client_episodes(lambda c: events.measure(c, plan.events_rounds))),
+            ("many", client_episodes(lambda c: many.measure(c, plan.many_n, plan.many_reps))),
+            ("timers", client_episodes(lambda c: timers.measure(c, plan.timers_n))),
         ],
         "rabbitmq": [("seq", lambda c: seq.measure(c, plan.seq_ns, plan.seq_reps))],
         "embedded": [("embedded", lambda c: embedded.measure(c, plan.embedded_ns,
                                                              plan.embedded_reps))],
     }
+
+
+def client_episodes(measure: Callable[[Cluster], list[Row]]) -> Callable[[Cluster], list[Row]]:
+    """``measure`` again with ``durable_client_episodes`` on the client (an opt-in setting: the
+    client runs the episode its start or event causes, one broker hop less)."""
+    def measured(cluster: Cluster) -> list[Row]:
+        with cluster.client_episodes():
+            return [replace(row, workload=f"{row.workload}, client episodes")
+                    for row in measure(cluster)]
+    return measured
 
 
 def run(plan: Plan, only: list[str]) -> tuple[list[Row], list[str]]:
@@ -162,6 +177,9 @@ def report(rows: list[Row], problems: list[str], quick: bool, elapsed: float,
     return "\n".join(lines)
 
 
+COLORS = {"redis": "tab:red", "rabbitmq": "tab:orange", "embedded": "tab:green"}
+
+
 def chart(rows: list[Row], path: Path) -> bool:
     """Per-step cost against N for seq, time against N for fanout; False without matplotlib."""
     try:
@@ -180,9 +198,14 @@ def chart(rows: list[Row], path: Path) -> bool:
         for backend in sorted({r.backend for r in chosen}):
             mine = sorted((r for r in chosen if r.backend == backend), key=lambda r: r.n)
             ns = [r.n for r in mine]
-            ax.plot(ns, [r.plain for r in mine], "o--", label=f"plain Celery ({backend})")
-            ax.plot(ns, [r.ours for r in mine], "o-", label=f"celery_durable ({backend})")
+            color = COLORS.get(backend)
+            ax.plot(ns, [r.plain for r in mine], "o--", color=color, alpha=0.55,
+                    label=f"plain Celery ({backend})")
+            ax.plot(ns, [r.ours for r in mine], "o-", color=color,
+                    label=f"celery_durable ({backend})")
         ax.set_xscale("log")
+        if workload == "fanout":
+            ax.set_yscale("log")
         ax.set_xlabel("N")
         ax.set_ylabel(ylabel)
         ax.set_title({"seq": "seq: N sequential no-op steps",

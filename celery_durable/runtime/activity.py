@@ -3,18 +3,22 @@
 An activity is an ordinary Celery task (acks_late, reject_on_worker_lost). Sent by an
 orchestration, its message carries a ``durable`` header naming the instance, execution, task id
 and attempt; once the function returns or raises, the outcome is recorded in the instance's inbox
-(idempotently) and the next episode runs inline when the instance's lock is free. Called as a
-plain task (``.delay``) it is just the function.
+(idempotently) and the next episode runs inline when the instance's lock is free; a database
+error while writing it (a dropped connection, a database restarting) is tried again in place for
+a few seconds before the task is retried, which runs the activity again. Called as a plain task
+(``.delay``) it is just the function.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from sqlalchemy.exc import DBAPIError
 
 from celery_durable.engine import history as h
 from celery_durable.engine.failure import FailureDetails
@@ -30,6 +34,12 @@ if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
 
 logger = logging.getLogger(__name__)
+
+#: times an activity's outcome is written (a database error: the connection dropped, or the
+#: database restarts) before the task is retried, which runs the activity again; the waits
+#: between them double from RECORD_BACKOFF seconds (0.2 + 0.4 + 0.8 + 1.6 = 3 s in all)
+RECORD_ATTEMPTS = 5
+RECORD_BACKOFF = 0.2
 
 #: Celery task options every activity gets unless its decorator says otherwise.
 ACTIVITY_DEFAULTS: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
@@ -122,15 +132,31 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
         return result
 
     def _record(task: Any, instance_id: str, item: Any, orchestrator: str) -> None:
-        try:
-            durable.record(instance_id, item, orchestrator)
-        except OrchestrationNotFoundError:
-            logger.info("orchestration %s no longer exists (purged): dropped %s of task %s",
-                        instance_id, item.event.kind, item.event.task_id)
-        except Exception as exc:  # the store is unreachable: run again rather than lose it
-            logger.warning("recording %s of %s failed (%s); the task will be retried",
-                           item.event.kind, instance_id, exc)
-            raise task.retry(exc=exc, countdown=1.0, max_retries=None) from exc
+        failed: Exception | None = None
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                durable.record(instance_id, item, orchestrator)
+                return
+            except OrchestrationNotFoundError:
+                logger.info("orchestration %s no longer exists (purged): dropped %s of task %s",
+                            instance_id, item.event.kind, item.event.task_id)
+                return
+            except DBAPIError as exc:  # a dropped connection, a restarting database
+                if attempt + 1 == RECORD_ATTEMPTS:
+                    failed = exc
+                    break
+                delay = RECORD_BACKOFF * 2 ** attempt
+                logger.warning("recording %s of %s failed (%s); trying again in %.1fs",
+                               item.event.kind, instance_id, exc, delay)
+                time.sleep(delay)
+            except Exception as exc:
+                failed = exc
+                break
+        # the store stays unreachable: run the activity again rather than lose its outcome
+        assert failed is not None
+        logger.warning("recording %s of %s failed (%s); the task will be retried",
+                       item.event.kind, instance_id, failed)
+        raise task.retry(exc=failed, countdown=1.0, max_retries=None) from failed
 
     # Celery builds a signature checker by exec'ing ``def <__name__>(...)``: a lambda's
     # "<lambda>" (or any name that is not an identifier) would break the whole app

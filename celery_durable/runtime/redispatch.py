@@ -86,7 +86,12 @@ def redispatch(durable: Durable, now: datetime | None = None) -> int:
 
 def held_by_workers(app: Celery, celery_ids: list[str]) -> set[str] | None:
     """The ids among ``celery_ids`` that a live worker holds; None if no worker answered."""
-    replies = app.control.inspect(timeout=INSPECT_TIMEOUT).query_task(*celery_ids)
+    # a connection of its own, closed here: the broadcast leaves the reply channel polling
+    # (a pending BRPOP on Redis), and a pooled connection in that state hangs the after-fork
+    # cleanup of every process forked later (kombu closes pooled connections in the child)
+    with app.connection_for_read() as conn:
+        replies = app.control.inspect(timeout=INSPECT_TIMEOUT, connection=conn).query_task(
+            *celery_ids)
     if not replies:
         return None
     held = set()

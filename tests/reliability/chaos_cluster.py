@@ -119,6 +119,7 @@ class ChaosCluster:
     dead: list[WorkerProcess] = field(default_factory=list)
     started: int = 0
     kills: int = 0
+    restarts: int = 0
     jobs: dict[str, cw.Job] = field(default_factory=dict)
     raised: set[str] = field(default_factory=set)
     longest_stall: float = 0.0
@@ -160,10 +161,7 @@ class ChaosCluster:
         """SIGKILL a random live worker's process group and start another in its place."""
         self.kill(rng.choice(self.workers))
         self.start_worker()
-
-    @property
-    def restarts(self) -> int:
-        return self.started - 2 if self.started >= 2 else 0
+        self.restarts += 1
 
     def stop_workers(self) -> None:
         stop_all(self.workers)

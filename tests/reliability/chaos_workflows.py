@@ -98,7 +98,7 @@ def fan_out(ctx: Any, n: int) -> Any:
 
 @orchestrator(name="chaos.parent")
 def parent(ctx: Any, n: int) -> Any:
-    results = yield when_all([ctx.call_sub_orchestrator(sequence, input=3) for _ in range(n)])
+    results = yield when_all([ctx.call_sub_orchestrator(sequence, input=2) for _ in range(n)])
     return sum(results)
 
 
@@ -135,14 +135,14 @@ class Job:
 def job(kind: str, rng: random.Random) -> Job:
     """A random orchestration of ``kind``."""
     if kind == "sequence":
-        n = rng.randint(3, 8)
+        n = rng.randint(2, 5)
         return Job("chaos.sequence", n, n * (n + 1) // 2)
     if kind == "fan_out":
-        n = rng.randint(5, 20)
+        n = rng.randint(3, 10)
         return Job("chaos.fan_out", n, n * (n + 1) // 2)
     if kind == "parent":
-        n = rng.randint(2, 4)
-        return Job("chaos.parent", n, 6 * n)
+        n = rng.randint(2, 3)
+        return Job("chaos.parent", n, 3 * n)
     if kind == "timer":
         return Job("chaos.timer", round(rng.uniform(0.5, 3.0), 2), 1)
     if kind == "event":

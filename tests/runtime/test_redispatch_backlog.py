@@ -3,6 +3,7 @@ worker left unacknowledged on Redis is, whatever waits beside it. Real Redis and
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import time
@@ -109,6 +110,23 @@ def test_the_sweeper_does_not_copy_a_backlog(broker: tuple[str, str], tmp_path: 
             assert len(durable.store.overdue_tasks(now - timedelta(seconds=0.2), now, 10)) == 3
             assert redispatch(durable) == 0
             assert backlog.qsize() == 3
+        assert _a_forked_process_starts()
     finally:
         durable.store.dispose()
         delete_queue(url, NOBODY)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _a_forked_process_starts() -> bool:
+    """The sweeper's ``query_task`` left no pooled connection behind whose after-fork cleanup
+    hangs a process forked later (kombu closes pooled connections in the child: one still
+    waiting for the broadcast's replies blocked it for good)."""
+    child = multiprocessing.get_context("fork").Process(target=_nothing)
+    child.start()
+    child.join(20)
+    if child.exitcode is None:
+        child.kill()
+    return child.exitcode == 0

@@ -4,6 +4,7 @@ tests/reliability/test_redispatch.py."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -244,7 +245,11 @@ def test_the_workers_answers_count_active_reserved_and_scheduled_as_held() -> No
 
     class App:
         def __init__(self, replies: Any) -> None:
-            self.control = type("Control", (), {"inspect": lambda _, timeout: Inspect(replies)})()
+            self.control = type("Control", (), {
+                "inspect": lambda _, timeout, connection: Inspect(replies)})()
+
+        def connection_for_read(self) -> Any:
+            return contextlib.nullcontext()
 
     replies = {"w1@h": {"a": ["active", {}], "b": ["ready", {}]},
                "w2@h": {"c": ["reserved", {}], "d": ["scheduled", {}]},

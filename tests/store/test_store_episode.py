@@ -265,9 +265,10 @@ def test_statement_counts(store: Store, backend: str) -> None:
                                 new_events=[ep.inbox[0].event.with_seq(1), scheduled(2, 2)],
                                 outbox=[{"activity": 2}]))
     counts["warm"] = count.count
-    # lock, inbox, then PostgreSQL: one statement for the history, outbox and instance writes;
-    # others: history, outbox, update
-    warm = {"postgresql": 3, "sqlite": 5, "mysql": 5}[backend]
+    # the lock (on PostgreSQL and SQLite it tells whether the inbox has rows: none here, so it
+    # is not read; MySQL reads it), then PostgreSQL: one statement for the history, outbox and
+    # instance writes; others: history, outbox, update
+    warm = {"postgresql": 2, "sqlite": 4, "mysql": 5}[backend]
     assert count.count == begin + warm, count.statements
     with store.statement_count() as count:  # cold: history loaded, an inbox row consumed
         store.append_inbox("warm", [completion(2, eid)])
@@ -288,7 +289,7 @@ def test_statement_counts(store: Store, backend: str) -> None:
     with store.statement_count() as count, store.episode("warm") as ep:
         assert ep is not None
     counts["empty"] = count.count
-    assert count.count == begin + 2
+    assert count.count == begin + (2 if backend == "mysql" else 1)
     print(backend, counts)
 
 
