@@ -58,8 +58,12 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
     # would only bounce them (see Durable.route_rejected)
     for instance_id in store.instances_with_inbox(
             older, BATCH, skip_versions=durable.versions_left_to_others(older)):
-        durable.wake(instance_id)
-        report.woken += 1
+        # a claim older than the grace stands for a wake-up that is late or lost: renew it, so
+        # that the next sweeps leave this one alone while it is on its way
+        store.forget_wakeups([instance_id])
+        if store.request_wakeup(instance_id):
+            durable.wake(instance_id)
+            report.woken += 1
     report.redispatched = redispatch(durable, now)
     if report.timers or report.outbox or report.woken or report.redispatched:
         logger.info("sweep: %d timer(s) dispatched, %d message(s) re-published, %d instance(s) "

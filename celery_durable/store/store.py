@@ -10,7 +10,18 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
@@ -379,10 +390,14 @@ class Store:
     def instances_with_inbox(self, older_than: datetime, limit: int = 100, *,
                              skip_versions: Sequence[str | None] = ()) -> list[str]:
         """Ids of existing instances with inbox rows created before ``older_than``, the longest
-        waiting first (the sweeper wakes them up), leaving out instances of ``skip_versions``."""
+        waiting first (the sweeper wakes them up), leaving out instances of ``skip_versions``
+        and those whose wake-up was claimed since ``older_than`` (it is on its way: waking them
+        again would only queue another one behind it)."""
+        recent_claim = exists().where(wakeups.c.instance_id == inbox.c.instance_id,
+                                      wakeups.c.created_at >= to_db_time(older_than))
         query = (select(inbox.c.instance_id)
                  .join(instances, instances.c.instance_id == inbox.c.instance_id)
-                 .where(inbox.c.created_at < to_db_time(older_than),
+                 .where(inbox.c.created_at < to_db_time(older_than), ~recent_claim,
                         # a delayed start is not stranded: its start timer wakes it
                         or_(instances.c.start_at.is_(None),
                             instances.c.start_at <= to_db_time(older_than),

@@ -110,7 +110,10 @@ def test_the_sweeper_does_not_copy_a_backlog(broker: tuple[str, str], tmp_path: 
             assert len(durable.store.overdue_tasks(now - timedelta(seconds=0.2), now, 10)) == 3
             assert redispatch(durable) == 0
             assert backlog.qsize() == 3
-        assert _a_forked_process_starts()
+        # the hang was Redis'; on RabbitMQ the child's after-fork cleanup would close the
+        # pooled connections this process shares with the tests that follow
+        if url.startswith("redis"):
+            assert _a_forked_process_starts()
     finally:
         durable.store.dispose()
         delete_queue(url, NOBODY)
