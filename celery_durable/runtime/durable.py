@@ -29,7 +29,7 @@ from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.store import InboxItem, Store
-from celery_durable.store.records import START_TIMER_ID
+from celery_durable.store.records import START_TIMER_ID, TIMER_KEY, completion_key
 from celery_durable.versioning import VersioningOptions, version_queue
 
 if TYPE_CHECKING:
@@ -133,7 +133,8 @@ class Durable:
                 return
             when = h.utc(fires)
             event = h.timer_fired(task_id, when, datetime.now(timezone.utc))
-            item = InboxItem(f"timer:{execution_id}:{task_id}", event, execution_id)
+            item = InboxItem(completion_key(TIMER_KEY, execution_id, task_id), event,
+                             execution_id)
             with _store_outage_retried(task, instance_id):
                 runner.run(instance_id, [item], wait=True)
 

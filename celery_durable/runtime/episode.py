@@ -37,6 +37,7 @@ from celery_durable.store import (
     NewInstance,
     TimerRow,
 )
+from celery_durable.store.records import TASK_KEY, completion_key
 from celery_durable.versioning import VersionFailureStrategy, VersioningOptions
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class _Rejected:
 
 def completion_item(execution_id: str, event: h.HistoryEvent) -> InboxItem:
     """The inbox item of a task's completion; its key makes a second delivery a no-op."""
-    return InboxItem(f"task:{execution_id}:{event.task_id}", event, execution_id)
+    assert event.task_id is not None, event
+    return InboxItem(completion_key(TASK_KEY, execution_id, event.task_id), event, execution_id)
 
 
 class EpisodeRunner:

@@ -26,7 +26,13 @@ from sqlalchemy import Connection, String, and_, case, cast, exists, literal, or
 from celery_durable.engine import history as h
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.payload import loads
-from celery_durable.store.records import from_db_time, to_db_time
+from celery_durable.store.records import (
+    TASK_KEY,
+    TIMER_KEY,
+    completion_key,
+    from_db_time,
+    to_db_time,
+)
 from celery_durable.store.schema import history, inbox, instances, redispatches, timers
 from celery_durable.store.writes import insert_ignore
 
@@ -79,9 +85,9 @@ def find_overdue(conn: Connection, older_than: datetime, now: datetime,
     ``now``; the longest waiting first."""
     done = history.alias("done")
     cutoff, at = to_db_time(older_than), to_db_time(now)
-    # the completion's inbox dedup key (see runtime.episode.completion_item and the timer task)
-    dedup_key = (case((history.c.kind == h.TASK_SCHEDULED, literal("task:")),
-                      else_=literal("timer:"))
+    # the completion's inbox dedup key (records.completion_key), in SQL
+    dedup_key = (case((history.c.kind == h.TASK_SCHEDULED, literal(f"{TASK_KEY}:")),
+                      else_=literal(f"{TIMER_KEY}:"))
                  + history.c.execution_id + literal(":") + cast(history.c.task_id, String))
     query = (
         select(history.c.instance_id, history.c.execution_id, history.c.task_id,
@@ -120,7 +126,8 @@ def completion_recorded(conn: Connection, instance_id: str, execution_id: str,
                                 history.c.task_id == task_id,
                                 history.c.kind.in_([h.TASK_COMPLETED, h.TASK_FAILED]))
     in_inbox = exists().where(inbox.c.instance_id == instance_id,
-                              inbox.c.dedup_key == f"task:{execution_id}:{task_id}")
+                              inbox.c.dedup_key == completion_key(TASK_KEY, execution_id,
+                                                                 task_id))
     return bool(conn.execute(select(or_(in_history, in_inbox))).scalar())
 
 

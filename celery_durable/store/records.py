@@ -22,6 +22,15 @@ MAX_NAME_LEN = 256
 MAX_DEDUP_KEY_LEN = 300
 #: task id of the timer row that starts an instance scheduled with ``start_at``
 START_TIMER_ID = -1
+#: the inbox dedup key prefixes of an activity's and a timer's completion: a second delivery of
+#: the same completion is not inserted (see `completion_key`)
+TASK_KEY, TIMER_KEY = "task", "timer"
+
+
+def completion_key(prefix: str, execution_id: str, task_id: int) -> str:
+    """The inbox dedup key of a completion: ``task:<execution>:<task id>`` for an activity,
+    ``timer:...`` for a timer."""
+    return f"{prefix}:{execution_id}:{task_id}"
 
 
 def now() -> datetime:
