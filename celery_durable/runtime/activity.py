@@ -132,31 +132,27 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
         return result
 
     def _record(task: Any, instance_id: str, item: Any, orchestrator: str) -> None:
-        failed: Exception | None = None
-        for attempt in range(RECORD_ATTEMPTS):
+        try:
+            _record_again_on_database_errors(instance_id, item, orchestrator)
+        except OrchestrationNotFoundError:
+            logger.info("orchestration %s no longer exists (purged): dropped %s of task %s",
+                        instance_id, item.event.kind, item.event.task_id)
+        except Exception as exc:  # the store stays unreachable: run again rather than lose it
+            logger.warning("recording %s of %s failed (%s); the task will be retried",
+                           item.event.kind, instance_id, exc)
+            raise task.retry(exc=exc, countdown=1.0, max_retries=None) from exc
+
+    def _record_again_on_database_errors(instance_id: str, item: Any, orchestrator: str) -> None:
+        for attempt in range(RECORD_ATTEMPTS - 1):
             try:
                 durable.record(instance_id, item, orchestrator)
                 return
-            except OrchestrationNotFoundError:
-                logger.info("orchestration %s no longer exists (purged): dropped %s of task %s",
-                            instance_id, item.event.kind, item.event.task_id)
-                return
             except DBAPIError as exc:  # a dropped connection, a restarting database
-                if attempt + 1 == RECORD_ATTEMPTS:
-                    failed = exc
-                    break
                 delay = RECORD_BACKOFF * 2 ** attempt
                 logger.warning("recording %s of %s failed (%s); trying again in %.1fs",
                                item.event.kind, instance_id, exc, delay)
                 time.sleep(delay)
-            except Exception as exc:
-                failed = exc
-                break
-        # the store stays unreachable: run the activity again rather than lose its outcome
-        assert failed is not None
-        logger.warning("recording %s of %s failed (%s); the task will be retried",
-                       item.event.kind, instance_id, failed)
-        raise task.retry(exc=failed, countdown=1.0, max_retries=None) from failed
+        durable.record(instance_id, item, orchestrator)  # the last attempt's error propagates
 
     # Celery builds a signature checker by exec'ing ``def <__name__>(...)``: a lambda's
     # "<lambda>" (or any name that is not an identifier) would break the whole app
