@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import workflows as wf
 from celery import Celery
 from conftest import Harness
 from test_features import assert_no_duplicates
+from workers import wait_until
 
 from celery_durable import Durable, OrchestrationStatus
 
@@ -54,8 +55,9 @@ def test_activities_still_run_on_the_worker(harness: Harness, here: Durable) -> 
     kinds = [e.kind for e in client.get_orchestration_history(iid)]
     assert kinds[-1] == "TaskScheduled", kinds  # sent by the client's episode
     harness.client.wait_for_orchestration_start(iid, timeout=30)
-    _wait_for(harness, iid, lambda: "TaskCompleted" in
-              [e.kind for e in client.get_orchestration_history(iid)])
+    wait_until("the activity's completion recorded", lambda: "TaskCompleted" in
+               [e.kind for e in client.get_orchestration_history(iid)],
+               time.monotonic() + 30, interval=0.02)
     client.raise_orchestration_event(iid, "finish")
     state = client.get_orchestration_state(iid)
     assert (state.runtime_status, state.output) == (COMPLETED, "x"), state
@@ -94,13 +96,6 @@ def test_an_episode_that_fails_in_the_client_is_left_to_a_worker(
     state = harness.client.wait_for_orchestration_completion(iid, timeout=30)
     assert (state.runtime_status, state.output) == (COMPLETED, "done"), state
     harness.client.wait_for_orchestration_start(started, timeout=30)
-    _wait_for(harness, started, lambda: client.get_orchestration_state(started).custom_status
-              == {"step": 1})
+    wait_until("the start's episode run by a worker", lambda: client.get_orchestration_state(
+        started).custom_status == {"step": 1}, time.monotonic() + 30, interval=0.02)
 
-
-def _wait_for(harness: Harness, iid: str, check: Callable[[], bool],
-              timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, harness.client.get_orchestration_history(iid)
-        time.sleep(0.02)
