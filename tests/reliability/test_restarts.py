@@ -21,7 +21,13 @@ from pathlib import Path
 import chaos_workflows as cw
 import pytest
 from chaos_cluster import ChaosCluster, Figures, chaos_cluster
-from private_services import private_postgres, private_rabbitmq, private_redis
+from private_services import (
+    PrivateRabbitMQ,
+    PrivateRedis,
+    private_postgres,
+    private_rabbitmq,
+    private_redis,
+)
 from services import require
 
 pytestmark = pytest.mark.e2e
@@ -46,25 +52,25 @@ def run_with(cluster: ChaosCluster, rng: random.Random,
     return time.monotonic() - back, figures
 
 
-def test_redis_broker_restart(tmp_path: Path) -> None:
-    rng = random.Random(21)
-    with private_redis() as server, chaos_cluster(tmp_path, "redis", url=server.url,
-                                                  conf=CONF) as cluster, \
+def restart_broker(tmp_path: Path, broker: str, server: PrivateRedis | PrivateRabbitMQ,
+                   seed: int) -> None:
+    """The workload on ``server``, which stops, stays down 3 s and starts again mid-run."""
+    with chaos_cluster(tmp_path, broker, url=server.url, conf=CONF) as cluster, \
             cluster.logs_on_failure():
-        took, figures = run_with(cluster, rng, lambda: server.restart(down=3.0))
-        print(f"\nRedis restarted (3 s down): all done {took:.1f}s after it was back; "
+        took, figures = run_with(cluster, random.Random(seed), lambda: server.restart(down=3.0))
+        print(f"\n{broker} restarted (3 s down): all done {took:.1f}s after it was back; "
               f"{figures.redispatched} task(s) re-dispatched by the sweeper")
+
+
+def test_redis_broker_restart(tmp_path: Path) -> None:
+    with private_redis() as server:
+        restart_broker(tmp_path, "redis", server, seed=21)
 
 
 @pytest.mark.chaos
 def test_rabbitmq_broker_restart(tmp_path: Path) -> None:
-    rng = random.Random(23)
-    with private_rabbitmq() as server, chaos_cluster(tmp_path, "rabbitmq", url=server.url,
-                                                     conf=CONF) as cluster, \
-            cluster.logs_on_failure():
-        took, figures = run_with(cluster, rng, lambda: server.restart(down=3.0))
-        print(f"\nRabbitMQ restarted (3 s down): all done {took:.1f}s after it was back; "
-              f"{figures.redispatched} task(s) re-dispatched by the sweeper")
+    with private_rabbitmq() as server:
+        restart_broker(tmp_path, "rabbitmq", server, seed=23)
 
 
 def test_postgresql_restart_and_crash(tmp_path: Path) -> None:
