@@ -271,10 +271,11 @@ class Cluster:
     def counters(self) -> dict[str, Any]:
         """The worker's counters, summed over its pool processes (see `bench_app`)."""
         total: dict[str, Any] = {"episodes": 0, "events_processed": 0, "hits": 0, "misses": 0,
+                                 "waited": 0,
                                  "tasks": {}}
         for path in self.counters_dir.glob("*.json"):
             data = json.loads(path.read_text())
-            for key in ("episodes", "events_processed", "hits", "misses"):
+            for key in ("episodes", "events_processed", "hits", "misses", "waited"):
                 total[key] += data.get(key, 0)
             for name, values in data["tasks"].items():
                 old = total["tasks"].get(name, [0, 0.0, 0])

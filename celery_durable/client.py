@@ -26,7 +26,7 @@ from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
 from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
 from celery_durable.state import OrchestrationState, Page
-from celery_durable.store import InboxItem, InstanceRecord, NewInstance
+from celery_durable.store import InboxItem, InstanceRecord, NewInstance, WakeupClaim
 from celery_durable.store.records import START_TIMER_ID
 
 if TYPE_CHECKING:
@@ -195,10 +195,11 @@ class DurableClient:
         (``durable_client_episodes``); when a worker holds the instance or the episode fails
         here, leave the episode to a worker."""
         items = [] if item is None else [item]
+        claim = WakeupClaim()
         try:
-            if self.durable.runner.run(instance_id, items):
+            if self.durable.runner.run(instance_id, items, claim=claim):
                 return
-            wake = self.store.request_wakeup(instance_id)  # the holder left ``item`` in the inbox
+            wake = claim.claimed  # the holder left ``item`` in the inbox
         except Exception:
             logger.warning("the episode of orchestration %s failed in this process; a worker "
                            "will run it", instance_id, exc_info=True)

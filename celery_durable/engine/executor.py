@@ -31,7 +31,7 @@ from celery_durable.engine.context import OrchestrationContext, RetryableTask
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.history import HistoryEvent, utc
 from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.engine.tasks import Task
+from celery_durable.engine.tasks import Task, success_completes
 from celery_durable.errors import NonDeterminismError, PayloadError, TaskFailedError
 from celery_durable.payload import from_json, input_annotation, to_json
 
@@ -120,6 +120,22 @@ class Orchestration:
     @property
     def status(self) -> OrchestrationStatus:
         return self._status
+
+    def would_resume(self, event: HistoryEvent) -> bool:
+        """Whether feeding ``event`` now could let the code go on or schedule anything. False
+        only when certain it would not: a task's success that leaves what the code waits on
+        incomplete (one more result of a fan-out whose when_all waits for others, or of a task
+        nobody waits on yet). Anything else (a failure, which may schedule a retry; an event
+        this state does not expect) counts as resuming."""
+        if event.kind not in (h.TASK_COMPLETED, h.SUB_ORCHESTRATION_COMPLETED) or \
+                self._status is not Status.RUNNING or self._generator is None or \
+                self._code_done or event.task_id in self._received_ids:
+            return True
+        task = self.ctx._open_tasks.get(event.task_id) if event.task_id is not None else None
+        waiting = self._waiting_on
+        if task is None or waiting is None or waiting.is_complete:
+            return True
+        return success_completes(task, waiting)
 
     # -- feeding events ---------------------------------------------------------------------------
     def replay(self, history: Sequence[HistoryEvent]) -> None:

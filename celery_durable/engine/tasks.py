@@ -128,6 +128,22 @@ class WhenAnyTask(CompositeTask[Task[Any]]):
         self._succeed(child)
 
 
+def success_completes(task: Task[Any], target: Task[Any]) -> bool:
+    """Whether ``task`` succeeding now would complete ``target`` (``task`` itself, or a
+    when_all / when_any built on it that ``target`` is or is part of). Conservative: any task
+    type it does not know counts as completed."""
+    frontier = [task]
+    while frontier:
+        current = frontier.pop()
+        if current is target:
+            return True
+        for parent in current._parents:
+            if parent.is_complete or (isinstance(parent, WhenAllTask) and parent._pending > 1):
+                continue  # a when_all that still waits for other children stays open
+            frontier.append(parent)
+    return False
+
+
 def when_all(tasks: Sequence[Task[Any]]) -> WhenAllTask:
     """A task that completes when all ``tasks`` have completed, with the list of their results."""
     return WhenAllTask(tasks)

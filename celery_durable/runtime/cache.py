@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 
 from celery_durable.engine.executor import Orchestration
+from celery_durable.engine.history import HistoryEvent
 
 
 class StateCache:
@@ -34,6 +35,17 @@ class StateCache:
                 return entry[1]
             self.misses += 1
             return None
+
+    def waits_for_more(self, instance_id: str, execution_id: str | None,
+                       event: HistoryEvent) -> bool:
+        """Whether the cached state of the instance's execution ``execution_id`` is certain that
+        ``event`` would not let its code go on (`Orchestration.would_resume`). The state may
+        be behind the store, which has then seen more completions, never fewer open tasks: such
+        an answer only delays the code by one wake-up."""
+        with self._lock:
+            entry = self._entries.get(instance_id)
+            return entry is not None and entry[0] == execution_id and \
+                not entry[1].would_resume(event)
 
     def put(self, instance_id: str, execution_id: str, state: Orchestration) -> None:
         if self.capacity <= 0:

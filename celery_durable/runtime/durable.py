@@ -28,7 +28,7 @@ from celery_durable.runtime.censor import hide_store_url_in_reports
 from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
-from celery_durable.store import InboxItem, Store
+from celery_durable.store import InboxItem, Store, WakeupClaim
 from celery_durable.store.records import START_TIMER_ID, TIMER_KEY, completion_key
 from celery_durable.versioning import VersioningOptions, version_queue
 
@@ -166,8 +166,15 @@ class Durable:
 
     def record(self, instance_id: str, item: InboxItem, orchestrator: str = "") -> None:
         """Deliver ``item`` to an instance: run its episode inline, or leave a wake-up (unless
-        one is already on its way: wake-ups are coalesced)."""
-        if not self.runner.run(instance_id, [item]) and self.store.request_wakeup(instance_id):
+        one is already on its way: wake-ups are coalesced). A completion the instance's code
+        does not wait for alone (see `EpisodeRunner.can_wait`) goes to the inbox with a
+        wake-up, without an episode of its own."""
+        if self.runner.can_wait(instance_id, item):
+            if self.store.deliver(instance_id, [item]):
+                self.wake(instance_id, orchestrator)
+            return
+        claim = WakeupClaim()
+        if not self.runner.run(instance_id, [item], claim=claim) and claim.claimed:
             self.wake(instance_id, orchestrator)
 
     def wake(self, instance_id: str, orchestrator: str | None = None) -> None:

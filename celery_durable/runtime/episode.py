@@ -36,6 +36,7 @@ from celery_durable.store import (
     InboxRow,
     NewInstance,
     TimerRow,
+    WakeupClaim,
 )
 from celery_durable.store.records import TASK_KEY, completion_key
 from celery_durable.versioning import VersionFailureStrategy, VersioningOptions
@@ -81,23 +82,37 @@ class EpisodeRunner:
         self.episodes = 0
         self.rejected = 0
         self.events_processed = 0
+        #: completions left in the inbox for a coalesced episode (see `can_wait`)
+        self.waited = 0
 
     def counters(self) -> dict[str, int]:
         """This process' episode and cache counters (for structural-cost tests and benches)."""
         return {"episodes": self.episodes, "rejected": self.rejected,
                 "events_processed": self.events_processed, "hits": self.cache.hits,
-                "misses": self.cache.misses}
+                "misses": self.cache.misses, "waited": self.waited}
+
+    def can_wait(self, instance_id: str, item: InboxItem) -> bool:
+        """Whether ``item`` (a completion) may wait in the inbox for a coalesced episode instead
+        of running one now: this process' cached state of the instance is certain that it does
+        not let the code go on (one more result of a fan-out whose when_all waits for others).
+        A fan-out's results then cost one inbox write each, and few episodes consume them."""
+        if self.cache.waits_for_more(instance_id, item.execution_id, item.event):
+            self.waited += 1
+            return True
+        return False
 
     def run(self, instance_id: str, extra: Sequence[InboxItem] = (), *, wait: bool = False,
-            now: datetime | None = None, rejections: int = 0) -> bool:
+            now: datetime | None = None, rejections: int = 0,
+            claim: WakeupClaim | None = None) -> bool:
         """Run one episode; False when another worker holds the instance (``extra`` is then in
-        its inbox and the caller must leave a wake-up behind). An episode this worker's
+        its inbox and the caller must leave a wake-up behind: with ``claim``, the transaction
+        that wrote ``extra`` claimed it, see `Store.episode`). An episode this worker's
         versioning rejects leaves everything in the inbox and sends the wake-up on to a worker
         that accepts it (``rejections``: how often this wake-up was rejected before)."""
         now = now or datetime.now(timezone.utc)
         store = self.durable.store
         try:
-            with store.episode(instance_id, list(extra), wait=wait) as ep:
+            with store.episode(instance_id, list(extra), wait=wait, claim=claim) as ep:
                 if ep is None:
                     return False
                 plan = self._plan(ep, now)

@@ -1,7 +1,7 @@
 """The SQL store: schema, engines, and the `Store` every other layer writes through."""
 
 from celery_durable.store.engine import StatementCount, make_engine
-from celery_durable.store.episode import Episode
+from celery_durable.store.episode import Episode, WakeupClaim
 from celery_durable.store.records import (
     EpisodeCommit,
     InboxItem,
@@ -22,5 +22,6 @@ __all__ = [
     "StatementCount",
     "Store",
     "TimerRow",
+    "WakeupClaim",
     "make_engine",
 ]

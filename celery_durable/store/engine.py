@@ -89,6 +89,9 @@ def _ping_if_idle(dbapi_connection: Any, connection_record: Any, proxy: Any) -> 
             cursor.execute("SELECT 1")
         finally:
             cursor.close()
+        # end the transaction the ping began, so that the connection can be switched to
+        # autocommit (a delivery, one statement, runs so on PostgreSQL)
+        dbapi_connection.rollback()
     except Exception as error:
         raise exc.DisconnectionError(f"stale pooled connection: {error}") from error
 

@@ -33,6 +33,7 @@ from celery_durable.store.writes import (
     CHUNK,
     chunks,
     create_instances,
+    deliver_rows,
     inbox_rows,
     insert_inbox,
 )
@@ -77,6 +78,15 @@ _INSERT_OUTBOX_IDS = insert(outbox).returning(outbox.c.id, sort_by_parameter_ord
 # SQLite: ordered RETURNING would cost a statement per row; under the write lock one INSERT gives
 # its rows ascending rowids in VALUES order, so sorting the returned ids restores that order.
 _INSERT_OUTBOX_IDS_SQLITE = insert(outbox).returning(outbox.c.id)
+
+
+@dataclass
+class WakeupClaim:
+    """Filled in by an episode that found its instance locked elsewhere: whether the transaction
+    that left its ``extra`` items in the inbox also claimed the instance's wake-up (the caller
+    must then send it; see `Store.request_wakeup`), or found one already on its way."""
+
+    claimed: bool = False
 
 
 class Episode:
@@ -307,11 +317,14 @@ def _check_seqs(instance_id: str, events: list[HistoryEvent], first: int) -> Non
 @contextmanager
 def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[InboxItem],
                 wait: bool = False, outbox_acks: Sequence[int] = (), *,
-                clear_wakeup: bool = False) -> Iterator[Episode | None]:
+                clear_wakeup: bool = False,
+                claim: WakeupClaim | None = None) -> Iterator[Episode | None]:
     """Lock ``instance_id`` and yield its `Episode`, or None if another transaction holds it
     (with ``wait``, wait for that transaction to end instead; SQLite always waits).
 
-    When it is held elsewhere, ``extra`` goes to the inbox (idempotently) before None is yielded.
+    When it is held elsewhere, ``extra`` goes to the inbox (idempotently) before None is yielded,
+    and with ``claim`` the same transaction claims the instance's wake-up (one transaction for
+    a completion that meets a busy instance, instead of two).
     Leaving the block without `Episode.commit` writes only ``extra`` to the inbox; an exception
     rolls the episode back, saves ``extra`` in a transaction of its own and propagates.
     """
@@ -322,7 +335,7 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
         try:
             row, stored = _lock(conn, dialect, instance_id, wait, clear_wakeup)
             if row is None:
-                _locked_elsewhere(conn, dialect, instance_id, items)
+                _locked_elsewhere(conn, dialect, instance_id, items, claim)
                 tx.commit()
             else:
                 episode = Episode(conn, dialect, InstanceRecord.from_row(row), stored, items,
@@ -385,15 +398,23 @@ def _lock(conn: Connection, dialect: str, instance_id: str, wait: bool,
 
 
 def _locked_elsewhere(conn: Connection, dialect: str, instance_id: str,
-                      items: list[InboxItem]) -> None:
-    exists = dialect != "sqlite" and conn.execute(
-        select(instances.c.instance_id).where(instances.c.instance_id == instance_id)
-    ).first() is not None
+                      items: list[InboxItem], claim: WakeupClaim | None) -> None:
+    rows = inbox_rows(((instance_id, item) for item in items), now())
+    if claim is None:
+        # (SQLite waits for the lock: no row means no instance)
+        exists = dialect != "sqlite" and conn.execute(
+            select(instances.c.instance_id).where(instances.c.instance_id == instance_id)
+        ).first() is not None
+        if exists:
+            insert_inbox(conn, dialect, rows)
+    else:
+        claimed = deliver_rows(conn, dialect, instance_id, rows)
+        exists = claimed is not None
+        claim.claimed = bool(claimed)
     if not exists:
         raise OrchestrationNotFoundError(
             f"no orchestration instance has id {instance_id!r}; schedule it first, or check "
             "the id (it may have been purged)")
-    insert_inbox(conn, dialect, inbox_rows(((instance_id, item) for item in items), now()))
 
 
 def _save_extra(engine: Engine, dialect: str, instance_id: str, items: list[InboxItem]) -> None:

@@ -38,7 +38,7 @@ from celery_durable.store.engine import (
     make_engine,
     masked_url,
 )
-from celery_durable.store.episode import Episode, run_episode
+from celery_durable.store.episode import Episode, WakeupClaim, run_episode
 from celery_durable.store.migrate import upgrade_schema
 from celery_durable.store.outbox_acks import OutboxAcks
 from celery_durable.store.overdue import (
@@ -71,6 +71,7 @@ from celery_durable.store.writes import (
     claim_wakeup,
     create_instances,
     delete_instance_rows,
+    deliver_rows,
     inbox_rows,
     insert_inbox,
 )
@@ -185,8 +186,15 @@ class Store:
         return engine
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, one_statement: bool = False) -> Iterator[Connection]:
+        """A connection in a write transaction; with ``one_statement`` (the caller runs a
+        single statement, atomic by itself) in autocommit, which spares the BEGIN and COMMIT
+        round trips."""
         self._no_nested_write("a write to the store")
+        if one_statement:
+            with self._ready().connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            return
         with self._ready().begin() as conn:
             yield conn
 
@@ -231,12 +239,11 @@ class Store:
         rows = inbox_rows(((instance_id, item) for item in items), now())
 
         def deliver() -> bool:
-            with self._write() as conn:
-                if conn.execute(select(instances.c.instance_id)
-                                .where(instances.c.instance_id == instance_id)).first() is None:
-                    raise _not_found(instance_id)
-                insert_inbox(conn, self.dialect, rows)
-                return claim_wakeup(conn, self.dialect, instance_id)
+            with self._write(one_statement=self.dialect == "postgresql") as conn:
+                claimed = deliver_rows(conn, self.dialect, instance_id, rows)
+            if claimed is None:
+                raise _not_found(instance_id)
+            return claimed
 
         return _again_after_deadlocks(deliver)
 
@@ -255,27 +262,30 @@ class Store:
         return _again_after_deadlocks(claim)
 
     def episode(self, instance_id: str, extra: Sequence[InboxItem] = (), *,
-                wait: bool = False) -> AbstractContextManager[Episode | None]:
+                wait: bool = False,
+                claim: WakeupClaim | None = None) -> AbstractContextManager[Episode | None]:
         """Lock the instance for an episode: ``with store.episode(iid, extra) as ep:``.
 
         ``ep`` is None when another transaction holds the instance (``extra`` is then in its
-        inbox: leave a wake-up behind, see `request_wakeup`); with ``wait`` the lock is waited
-        for instead, and the episode (a woken one) releases the instance's wake-up claim. Raises
-        `OrchestrationNotFoundError` for an unknown instance. See `Episode` and `run_episode`.
+        inbox: leave a wake-up behind, see `request_wakeup`; with ``claim``, the transaction
+        that wrote ``extra`` claimed it already, and ``claim.claimed`` tells whether to send
+        it); with ``wait`` the lock is waited for instead, and the episode (a woken one)
+        releases the instance's wake-up claim. Raises `OrchestrationNotFoundError` for an
+        unknown instance. See `Episode` and `run_episode`.
         """
         self._no_nested_write("an episode")
-        return self._track(instance_id, extra, wait)
+        return self._track(instance_id, extra, wait, claim)
 
     @contextmanager
-    def _track(self, instance_id: str, extra: Sequence[InboxItem],
-               wait: bool) -> Iterator[Episode | None]:
+    def _track(self, instance_id: str, extra: Sequence[InboxItem], wait: bool,
+               claim: WakeupClaim | None) -> Iterator[Episode | None]:
         engine = self._ready()
         self._local.episodes = getattr(self._local, "episodes", 0) + 1
         acks = self.outbox_acks.take()  # deleted by this episode's commit, if it commits
         committed = False
         try:
             with run_episode(engine, self.dialect, instance_id, extra, wait, acks,
-                             clear_wakeup=wait) as ep:
+                             clear_wakeup=wait, claim=claim) as ep:
                 yield ep
                 committed = ep is not None and ep.committed
         finally:

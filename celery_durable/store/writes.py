@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, false, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
@@ -64,12 +64,69 @@ def insert_inbox(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -> 
 
 
 def claim_wakeup(conn: Connection, dialect: str, instance_id: str) -> bool:
-    """Mark the instance's wake-up as on its way; False if it already was."""
+    """Mark the instance's wake-up as on its way; False if it already was.
+
+    A claim found on its way is locked until the caller's transaction ends, so that a woken
+    episode releasing it (before it reads the inbox) waits for what the caller wrote with it:
+    without that, an inbox row committed after the episode's read would be left without a
+    wake-up. MySQL's INSERT IGNORE locks the row it ran into, SQLite has one writer; PostgreSQL
+    needs ON CONFLICT DO UPDATE (whose WHERE false updates nothing but locks the row).
+    """
     row = {"instance_id": instance_id, "created_at": to_db_time(datetime.now(timezone.utc))}
     if dialect == "mysql":
         return bool(conn.execute(insert_ignore(dialect, wakeups.name), row).rowcount)
+    if dialect == "postgresql":
+        return conn.execute(_CLAIM_LOCKING, row).first() is not None
     return conn.execute(insert_ignore(dialect, wakeups.name, "instance_id"), row).first() \
         is not None
+
+
+_CLAIM_LOCKING = (pg_insert(wakeups)
+                  .on_conflict_do_update(index_elements=[wakeups.c.instance_id],
+                                         set_={"created_at": wakeups.c.created_at},
+                                         where=false())
+                  .returning(wakeups.c.instance_id))
+
+
+def deliver_rows(conn: Connection, dialect: str, instance_id: str,
+                 rows: list[dict[str, Any]]) -> bool | None:
+    """Insert inbox rows of an instance (skipping duplicates) and claim its wake-up: whether the
+    caller must send it (see `claim_wakeup`), or None when the instance does not exist (nothing
+    is written). One statement on PostgreSQL: run in autocommit, a delivery is one round trip."""
+    if dialect == "postgresql":
+        params: dict[str, Any] = {"iid": instance_id,
+                                  "at": to_db_time(datetime.now(timezone.utc))}
+        for i, row in enumerate(rows):
+            params.update((f"r{i}_{column}", row[column]) for column in _DELIVERED_COLUMNS)
+        exists, claimed = conn.exec_driver_sql(_deliver_sql(len(rows)), params).one()
+        return bool(claimed) if exists else None
+    if conn.execute(select(instances.c.instance_id)
+                    .where(instances.c.instance_id == instance_id)).first() is None:
+        return None
+    insert_inbox(conn, dialect, rows)
+    return claim_wakeup(conn, dialect, instance_id)
+
+
+_DELIVERED_COLUMNS = ("dedup_key", "execution_id", "event", "created_at")
+
+
+@cache
+def _deliver_sql(n_rows: int) -> str:
+    # data-modifying CTEs: each insert reads the target, so nothing is written for an unknown
+    # instance; the claim locks a claim on its way (see claim_wakeup)
+    values = ", ".join("(" + ", ".join(f"%(r{i}_{c})s" for c in _DELIVERED_COLUMNS) + ")"
+                       for i in range(n_rows))
+    columns = ", ".join(_DELIVERED_COLUMNS)
+    new_inbox = (f", new_inbox AS (INSERT INTO {inbox.name} (instance_id, {columns}) "
+                 f"SELECT target.instance_id, {', '.join(f'v.{c}' for c in _DELIVERED_COLUMNS)} "
+                 f"FROM target, (VALUES {values}) AS v ({columns}) "
+                 "ON CONFLICT DO NOTHING)") if n_rows else ""
+    return (f"WITH target AS (SELECT instance_id FROM {instances.name} "
+            "WHERE instance_id = %(iid)s)"
+            f"{new_inbox}, claimed AS (INSERT INTO {wakeups.name} (instance_id, created_at) "
+            "SELECT instance_id, %(at)s FROM target ON CONFLICT (instance_id) DO UPDATE "
+            f"SET created_at = {wakeups.name}.created_at WHERE false RETURNING instance_id) "
+            "SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM claimed)")
 
 
 def inbox_rows(targets: Iterable[tuple[str, InboxItem]], at: datetime) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from celery_durable.engine.history import utc
 from celery_durable.runtime.durable import Durable
 from celery_durable.runtime.episode import EpisodeRunner
-from celery_durable.store import InboxItem
+from celery_durable.store import InboxItem, WakeupClaim
 
 
 class TestClock:
@@ -39,8 +39,9 @@ class ClockedRunner(EpisodeRunner):
         self.clock = clock
 
     def run(self, instance_id: str, extra: Sequence[InboxItem] = (), *, wait: bool = False,
-            now: datetime | None = None, rejections: int = 0) -> bool:
+            now: datetime | None = None, rejections: int = 0,
+            claim: WakeupClaim | None = None) -> bool:
         return super().run(instance_id, extra, wait=wait, now=now or self.clock.now(),
-                           rejections=rejections)
+                           rejections=rejections, claim=claim)
 
 

@@ -8,17 +8,19 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.exc import DisconnectionError
 from store_helpers import RUNNING, at, finished, now, running
 
 from celery_durable.engine import history as h
 from celery_durable.errors import OrchestrationNotFoundError
-from celery_durable.store import EpisodeCommit, InboxItem, Store
+from celery_durable.store import EpisodeCommit, InboxItem, Store, WakeupClaim
 from celery_durable.store.engine import PING_AFTER, _ping_if_idle, is_deadlock
 from celery_durable.store.episode import ONE_STATEMENT_ROWS
 from celery_durable.store.outbox_acks import OutboxAcks
 from celery_durable.store.schema import outbox
+from celery_durable.store.writes import deliver_rows, inbox_rows
 
 
 def outbox_ids(store: Store) -> list[int]:
@@ -166,10 +168,22 @@ class _Connection:
     def cursor(self) -> _Cursor:
         return _Cursor(self)
 
+    def rollback(self) -> None:
+        self.executed.append("ROLLBACK")
+
 
 class _Record:
     def __init__(self, idle: float | None) -> None:
         self.info = {} if idle is None else {"checked_in_at": time.monotonic() - idle}
+
+
+def test_a_one_statement_write_on_a_connection_that_sat_idle(store: Store) -> None:
+    """The ping of a connection that sat idle leaves no transaction open behind it, so that
+    a delivery (one statement in autocommit on PostgreSQL) can still use the connection."""
+    running(store, "a")
+    time.sleep(PING_AFTER + 0.2)
+    assert store.deliver("a", [event(1)]) is True
+    assert store.inbox_size("a") == 1
 
 
 def test_only_connections_idle_for_a_while_are_pinged() -> None:
@@ -177,7 +191,8 @@ def test_only_connections_idle_for_a_while_are_pinged() -> None:
     _ping_if_idle(fresh, _Record(None), None)  # just connected
     _ping_if_idle(busy, _Record(PING_AFTER / 10), None)
     _ping_if_idle(idle, _Record(PING_AFTER + 1), None)
-    assert (fresh.executed, busy.executed, idle.executed) == ([], [], ["SELECT 1"])
+    # the ping's transaction is ended: the connection may be switched to autocommit
+    assert (fresh.executed, busy.executed, idle.executed) == ([], [], ["SELECT 1", "ROLLBACK"])
     with pytest.raises(DisconnectionError, match="stale pooled connection"):
         _ping_if_idle(_Connection(dead=True), _Record(PING_AFTER + 1), None)
 
@@ -234,6 +249,80 @@ def test_a_claim_made_while_a_woken_episode_runs_waits_for_its_commit(store: Sto
         ep.commit(EpisodeCommit(status=RUNNING))
     claimer.join(10)
     assert claimed == [True]
+
+
+def test_a_delivery_that_finds_the_claim_on_its_way_holds_back_the_woken_episode(
+        store: Store) -> None:
+    """A deliverer that finds the wake-up already claimed sends none, so the episode that
+    releases the claim must see its inbox row: the release waits until the delivery commits
+    (otherwise a row committed just after the episode read the inbox would be stranded)."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite runs one write transaction at a time")
+    running(store, "a")
+    assert store.request_wakeup("a") is True  # a wake-up is on its way
+    seen: list[list[str]] = []
+
+    def woken_episode() -> None:
+        with store.episode("a", wait=True) as ep:
+            assert ep is not None
+            seen.append([row.dedup_key for row in ep.inbox])
+
+    with store.engine.connect() as conn:
+        tx = conn.begin()
+        assert deliver_rows(conn, store.dialect, "a",
+                            inbox_rows([("a", event(1))], now())) is False
+        episode = threading.Thread(target=woken_episode)
+        episode.start()
+        episode.join(0.5)
+        assert episode.is_alive() and seen == []  # waits for the delivery's commit
+        tx.commit()
+    episode.join(10)
+    assert seen == [["e1"]]
+    assert store.request_wakeup("a") is True  # released: the next delivery sends one
+
+
+def test_deliver_is_one_statement_on_postgresql(store: Store) -> None:
+    running(store, "a")
+    with store.statement_count() as count:
+        assert store.deliver("a", [event(1), event(2)]) is True
+        assert store.deliver("a", [event(2), event(3)]) is False
+    expected = 2 if store.dialect == "postgresql" else None
+    if expected is not None:
+        assert len(count.statements) == expected, count.statements
+    assert store.inbox_size("a") == 3
+
+
+def test_a_busy_instance_gets_the_item_and_the_wake_up_claim_in_one_transaction(
+        store: Store) -> None:
+    """A completion that meets an instance locked elsewhere writes its item to the inbox and
+    claims the wake-up in the transaction that found the lock taken: one commit, not two."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite waits for the lock instead of finding it taken")
+    running(store, "a")
+    outcomes: list[tuple[bool, int, bool]] = []
+    commits: list[int] = []
+    sa_event.listen(store.engine, "commit", lambda conn: commits.append(threading.get_ident()))
+
+    def deliver(n: int) -> None:
+        claim = WakeupClaim()
+        before = commits.count(threading.get_ident())
+        with store.episode("a", [event(n)], claim=claim) as ep:
+            assert ep is None
+        mine = commits.count(threading.get_ident()) - before
+        outcomes.append((claim.claimed, mine, store.inbox_size("a") == n))
+
+    with store.episode("a", wait=True) as holder:  # a woken episode holds the instance
+        assert holder is not None
+        for n in (1, 2):
+            other = threading.Thread(target=deliver, args=(n,))
+            other.start()
+            other.join(10)
+    # the first claims (its caller sends the wake-up), the second finds it on its way; each
+    # wrote its item, and one commit each
+    assert outcomes == [(True, 1, True), (False, 1, True)]
+    assert store.request_wakeup("a") is False
+    with store.episode("a", wait=True) as ep:
+        assert ep is not None and [r.dedup_key for r in ep.inbox] == ["e1", "e2"]
 
 
 def test_deadlock_victims_are_recognised_on_every_database() -> None:
