@@ -69,6 +69,7 @@ from celery_durable.store.schema import (
 from celery_durable.store.writes import (
     chunks,
     claim_wakeup,
+    create_fresh_instance,
     create_instances,
     delete_instance_rows,
     deliver_rows,
@@ -200,7 +201,14 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        """A connection for reads. SQLite: a read transaction (one snapshot for all its
+        statements). PostgreSQL (by default) and MySQL/MariaDB (see make_engine) run at READ
+        COMMITTED, where every statement takes a snapshot of its own even inside a transaction:
+        reads there run in autocommit, which spares each its BEGIN and COMMIT round trips."""
         with self._ready().connect() as conn:
+            if self.dialect != "sqlite":
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                return
             conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
                 yield conn
@@ -218,6 +226,10 @@ class Store:
         An instance that holds the id and has finished is replaced (its history, inbox and
         timers are deleted), as durabletask reuses the ids of finished instances.
         """
+        if self.dialect == "postgresql" and rec.start_at is None:  # the usual start: see
+            with self._write(one_statement=True) as conn:        # create_fresh_instance
+                if create_fresh_instance(conn, rec, start_events, now()):
+                    return True
         with self._write() as conn:
             (created,) = create_instances(conn, self.dialect, [(rec, start_events)], now())
         return created

@@ -195,6 +195,37 @@ def create_instances(conn: Connection, dialect: str,
             for first, (rec, _) in zip(firsts, items, strict=True)]
 
 
+def create_fresh_instance(conn: Connection, rec: NewInstance, events: list[HistoryEvent],
+                          at: datetime) -> bool:
+    """PostgreSQL, one statement: create ``rec`` with its start events in its inbox if no
+    instance holds its id; False (nothing written) if one does, finished or not: the caller then
+    runs `create_instances`, which replaces a finished one. Run in autocommit, a start is one
+    round trip."""
+    row = rec.to_row()
+    columns = tuple(sorted(row))
+    params: dict[str, Any] = {f"c_{column}": row[column] for column in columns}
+    created = to_db_time(at)
+    for i, item in enumerate(start_items(rec, events)):
+        params.update({f"s{i}_key": item.dedup_key,
+                       f"s{i}_event": item.to_row(rec.instance_id, created)["event"]})
+    params.update(execution_id=rec.execution_id, created=created)
+    return bool(conn.exec_driver_sql(_create_sql(columns, len(events)), params).scalar_one())
+
+
+@cache
+def _create_sql(columns: tuple[str, ...], n_events: int) -> str:
+    values = ", ".join(f"%(c_{column})s" for column in columns)
+    starts = " UNION ALL ".join(
+        f"SELECT instance_id, %(execution_id)s, %(s{i}_key)s, %(s{i}_event)s, %(created)s "
+        "FROM new_instance" for i in range(n_events))
+    start_rows = (f", start AS (INSERT INTO {inbox.name} "
+                  f"(instance_id, execution_id, dedup_key, event, created_at) {starts})"
+                  if n_events else "")
+    return (f"WITH new_instance AS (INSERT INTO {instances.name} ({', '.join(columns)}) "
+            f"VALUES ({values}) ON CONFLICT DO NOTHING RETURNING instance_id){start_rows} "
+            "SELECT EXISTS (SELECT 1 FROM new_instance)")
+
+
 def _ours(conn: Connection, ids: list[str], execution_ids: dict[str, str]) -> set[str]:
     ours: set[str] = set()
     for part in chunks(ids):

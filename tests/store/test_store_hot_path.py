@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.exc import DisconnectionError
-from store_helpers import RUNNING, at, finished, now, running
+from store_helpers import RUNNING, at, create, finished, now, running, start_event
 
 from celery_durable.engine import history as h
 from celery_durable.errors import OrchestrationNotFoundError
-from celery_durable.store import EpisodeCommit, InboxItem, Store, WakeupClaim
+from celery_durable.store import EpisodeCommit, InboxItem, NewInstance, Store, WakeupClaim
 from celery_durable.store.engine import PING_AFTER, _ping_if_idle, is_deadlock
 from celery_durable.store.episode import ONE_STATEMENT_ROWS
 from celery_durable.store.outbox_acks import OutboxAcks
@@ -290,6 +290,31 @@ def test_deliver_is_one_statement_on_postgresql(store: Store) -> None:
     if expected is not None:
         assert len(count.statements) == expected, count.statements
     assert store.inbox_size("a") == 3
+
+
+def test_a_fresh_start_is_one_statement_on_postgresql(store: Store) -> None:
+    """Creating an instance whose id is free: one statement (instance row and start event);
+    an id held by a live instance is still refused, one of a finished instance replaced."""
+    assert store.get_instance("fresh") is None  # (and the store's schema check is done)
+    with store.statement_count() as count:
+        rec = create(store, "fresh", input={"n": 1}, tags={"team": "a"})
+    if store.dialect == "postgresql":
+        assert len(count.statements) == 1, count.statements
+    record = store.get_instance("fresh")
+    assert record is not None and (record.input, record.tags) == ({"n": 1}, {"team": "a"})
+    assert record.execution_id == rec.execution_id
+    with store.episode("fresh", wait=True) as ep:
+        assert ep is not None
+        assert [(r.dedup_key, r.execution_id, r.event.kind) for r in ep.inbox] == \
+            [("start", rec.execution_id, h.EXECUTION_STARTED)]
+    again = NewInstance(instance_id="fresh", name="orch")
+    assert store.create_instance(again, [start_event()]) is False  # live: refused
+    finished(store, "done")
+    replaced = NewInstance(instance_id="done", name="orch", input=2)
+    assert store.create_instance(replaced, [start_event("orch", 2)]) is True
+    record = store.get_instance("done")
+    assert record is not None and record.input == 2 and record.status.value == "PENDING"
+    assert record.execution_id == replaced.execution_id
 
 
 def test_a_busy_instance_gets_the_item_and_the_wake_up_claim_in_one_transaction(
