@@ -201,12 +201,13 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        """A connection for reads. SQLite: a read transaction (one snapshot for all its
-        statements). PostgreSQL (by default) and MySQL/MariaDB (see make_engine) run at READ
-        COMMITTED, where every statement takes a snapshot of its own even inside a transaction:
-        reads there run in autocommit, which spares each its BEGIN and COMMIT round trips."""
+        """A connection for reads, in a read transaction (SQLite: one snapshot for all its
+        statements). PostgreSQL runs at READ COMMITTED, where every statement takes a snapshot
+        of its own even inside a transaction: reads there run in autocommit, which spares each
+        its BEGIN and COMMIT round trips (psycopg switches to autocommit without one; MySQL
+        drivers would send a statement each way)."""
         with self._ready().connect() as conn:
-            if self.dialect != "sqlite":
+            if self.dialect == "postgresql":
                 yield conn.execution_options(isolation_level="AUTOCOMMIT")
                 return
             conn.execution_options(**{READ_ONLY: True})
