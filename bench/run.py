@@ -51,7 +51,7 @@ class Plan:
     embedded_reps: int
 
 
-FULL = Plan(seq_ns=[100, 1000], seq_reps=3, fanout_ns=[1000, 3000, 10000], fanout_reps=3,
+FULL = Plan(seq_ns=[100, 1000], seq_reps=5, fanout_ns=[1000, 3000, 10000], fanout_reps=3,
             many_n=1000, many_reps=3, timers_n=1000, events_rounds=30, embedded_ns=[100],
             embedded_reps=3)
 QUICK = Plan(seq_ns=[20, 100], seq_reps=2, fanout_ns=[100, 400], fanout_reps=1, many_n=100,
