@@ -281,6 +281,17 @@ def test_a_delivery_that_finds_the_claim_on_its_way_holds_back_the_woken_episode
     assert store.request_wakeup("a") is True  # released: the next delivery sends one
 
 
+def test_a_delivery_without_items_only_claims_the_wake_up(store: Store) -> None:
+    """(A start whose episode found the instance locked elsewhere delivers nothing new.)"""
+    running(store, "a")
+    with store.engine.begin() as conn:
+        assert deliver_rows(conn, store.dialect, "a", []) is True
+        assert deliver_rows(conn, store.dialect, "a", []) is False
+        assert deliver_rows(conn, store.dialect, "nobody", []) is None
+    assert store.inbox_size("a") == 0
+    assert store.request_wakeup("a") is False
+
+
 def test_deliver_is_one_statement_on_postgresql(store: Store) -> None:
     running(store, "a")
     with store.statement_count() as count:
