@@ -400,21 +400,13 @@ def _lock(conn: Connection, dialect: str, instance_id: str, wait: bool,
 def _locked_elsewhere(conn: Connection, dialect: str, instance_id: str,
                       items: list[InboxItem], claim: WakeupClaim | None) -> None:
     rows = inbox_rows(((instance_id, item) for item in items), now())
-    if claim is None:
-        # (SQLite waits for the lock: no row means no instance)
-        exists = dialect != "sqlite" and conn.execute(
-            select(instances.c.instance_id).where(instances.c.instance_id == instance_id)
-        ).first() is not None
-        if exists:
-            insert_inbox(conn, dialect, rows)
-    else:
-        claimed = deliver_rows(conn, dialect, instance_id, rows)
-        exists = claimed is not None
-        claim.claimed = bool(claimed)
-    if not exists:
+    claimed = deliver_rows(conn, dialect, instance_id, rows, claim=claim is not None)
+    if claimed is None:
         raise OrchestrationNotFoundError(
             f"no orchestration instance has id {instance_id!r}; schedule it first, or check "
             "the id (it may have been purged)")
+    if claim is not None:
+        claim.claimed = claimed
 
 
 def _save_extra(engine: Engine, dialect: str, instance_id: str, items: list[InboxItem]) -> None:

@@ -88,45 +88,61 @@ _CLAIM_LOCKING = (pg_insert(wakeups)
                   .returning(wakeups.c.instance_id))
 
 
-def deliver_rows(conn: Connection, dialect: str, instance_id: str,
-                 rows: list[dict[str, Any]]) -> bool | None:
-    """Insert inbox rows of an instance (skipping duplicates) and claim its wake-up: whether the
-    caller must send it (see `claim_wakeup`), or None when the instance does not exist (nothing
-    is written). One statement on PostgreSQL: run in autocommit, a delivery is one round trip."""
+def deliver_rows(conn: Connection, dialect: str, instance_id: str, rows: list[dict[str, Any]],
+                 claim: bool = True) -> bool | None:
+    """Insert inbox rows of an instance (skipping duplicates) and, with ``claim``, claim its
+    wake-up: whether the caller must send it (see `claim_wakeup`; False without ``claim``), or
+    None when the instance does not exist (nothing is written). One statement on PostgreSQL:
+    run in autocommit, a delivery is one round trip."""
     if dialect == "postgresql":
         params: dict[str, Any] = {"iid": instance_id,
-                                  "at": to_db_time(datetime.now(timezone.utc))}
-        for i, row in enumerate(rows):
-            params.update((f"r{i}_{column}", row[column]) for column in _DELIVERED_COLUMNS)
-        exists, claimed = conn.exec_driver_sql(_deliver_sql(len(rows)), params).one()
+                                  "at": to_db_time(datetime.now(timezone.utc)),
+                                  **_inbox_params(rows)}
+        exists, claimed = conn.exec_driver_sql(_deliver_sql(len(rows), claim), params).one()
         return bool(claimed) if exists else None
     if conn.execute(select(instances.c.instance_id)
                     .where(instances.c.instance_id == instance_id)).first() is None:
         return None
     insert_inbox(conn, dialect, rows)
-    return claim_wakeup(conn, dialect, instance_id)
-
-
-_DELIVERED_COLUMNS = ("dedup_key", "execution_id", "event", "created_at")
+    return claim and claim_wakeup(conn, dialect, instance_id)
 
 
 @cache
-def _deliver_sql(n_rows: int) -> str:
+def _deliver_sql(n_rows: int, claim: bool) -> str:
     # data-modifying CTEs: each insert reads the target, so nothing is written for an unknown
-    # instance; the claim locks a claim on its way (see claim_wakeup)
-    values = ", ".join("(" + ", ".join(f"%(r{i}_{c})s" for c in _DELIVERED_COLUMNS) + ")"
+    # instance; the claim locks a claim on its way (the statement of claim_wakeup, as text)
+    ctes = ["target AS (SELECT instance_id FROM "
+            f"{instances.name} WHERE instance_id = %(iid)s)"]
+    if n_rows:
+        ctes.append(f"new_inbox AS ({_insert_inbox_sql('target', n_rows)})")
+    if claim:
+        ctes.append(f"claimed AS (INSERT INTO {wakeups.name} (instance_id, created_at) "
+                    "SELECT instance_id, %(at)s FROM target ON CONFLICT (instance_id) DO UPDATE "
+                    f"SET created_at = {wakeups.name}.created_at WHERE false "
+                    "RETURNING instance_id)")
+    claimed = "EXISTS (SELECT 1 FROM claimed)" if claim else "false"
+    return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM target), {claimed}"
+
+
+#: the inbox columns a PostgreSQL one-statement write binds per row (instance_id comes from the
+#: CTE that names the instance)
+_INBOX_COLUMNS = ("dedup_key", "execution_id", "event", "created_at")
+
+
+def _inbox_params(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"r{i}_{column}": row[column] for i, row in enumerate(rows)
+            for column in _INBOX_COLUMNS}
+
+
+def _insert_inbox_sql(source: str, n_rows: int) -> str:
+    """INSERT of ``n_rows`` inbox rows (parameters of `_inbox_params`) for the instance that the
+    CTE ``source`` yields, if it yields one; duplicates (by dedup key) are skipped."""
+    values = ", ".join("(" + ", ".join(f"%(r{i}_{c})s" for c in _INBOX_COLUMNS) + ")"
                        for i in range(n_rows))
-    columns = ", ".join(_DELIVERED_COLUMNS)
-    new_inbox = (f", new_inbox AS (INSERT INTO {inbox.name} (instance_id, {columns}) "
-                 f"SELECT target.instance_id, {', '.join(f'v.{c}' for c in _DELIVERED_COLUMNS)} "
-                 f"FROM target, (VALUES {values}) AS v ({columns}) "
-                 "ON CONFLICT DO NOTHING)") if n_rows else ""
-    return (f"WITH target AS (SELECT instance_id FROM {instances.name} "
-            "WHERE instance_id = %(iid)s)"
-            f"{new_inbox}, claimed AS (INSERT INTO {wakeups.name} (instance_id, created_at) "
-            "SELECT instance_id, %(at)s FROM target ON CONFLICT (instance_id) DO UPDATE "
-            f"SET created_at = {wakeups.name}.created_at WHERE false RETURNING instance_id) "
-            "SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM claimed)")
+    columns = ", ".join(_INBOX_COLUMNS)
+    return (f"INSERT INTO {inbox.name} (instance_id, {columns}) "
+            f"SELECT {source}.instance_id, {', '.join(f'v.{c}' for c in _INBOX_COLUMNS)} "
+            f"FROM {source}, (VALUES {values}) AS v ({columns}) ON CONFLICT DO NOTHING")
 
 
 def inbox_rows(targets: Iterable[tuple[str, InboxItem]], at: datetime) -> list[dict[str, Any]]:
@@ -203,26 +219,17 @@ def create_fresh_instance(conn: Connection, rec: NewInstance, events: list[Histo
     round trip."""
     row = rec.to_row()
     columns = tuple(sorted(row))
-    params: dict[str, Any] = {f"c_{column}": row[column] for column in columns}
-    created = to_db_time(at)
-    for i, item in enumerate(start_items(rec, events)):
-        params.update({f"s{i}_key": item.dedup_key,
-                       f"s{i}_event": item.to_row(rec.instance_id, created)["event"]})
-    params.update(execution_id=rec.execution_id, created=created)
-    return bool(conn.exec_driver_sql(_create_sql(columns, len(events)), params).scalar_one())
+    starts = inbox_rows(((rec.instance_id, item) for item in start_items(rec, events)), at)
+    params = {**{f"c_{column}": row[column] for column in columns}, **_inbox_params(starts)}
+    return bool(conn.exec_driver_sql(_create_sql(columns, len(starts)), params).scalar_one())
 
 
 @cache
-def _create_sql(columns: tuple[str, ...], n_events: int) -> str:
+def _create_sql(columns: tuple[str, ...], n_starts: int) -> str:
     values = ", ".join(f"%(c_{column})s" for column in columns)
-    starts = " UNION ALL ".join(
-        f"SELECT instance_id, %(execution_id)s, %(s{i}_key)s, %(s{i}_event)s, %(created)s "
-        "FROM new_instance" for i in range(n_events))
-    start_rows = (f", start AS (INSERT INTO {inbox.name} "
-                  f"(instance_id, execution_id, dedup_key, event, created_at) {starts})"
-                  if n_events else "")
+    start = f", start AS ({_insert_inbox_sql('new_instance', n_starts)})" if n_starts else ""
     return (f"WITH new_instance AS (INSERT INTO {instances.name} ({', '.join(columns)}) "
-            f"VALUES ({values}) ON CONFLICT DO NOTHING RETURNING instance_id){start_rows} "
+            f"VALUES ({values}) ON CONFLICT DO NOTHING RETURNING instance_id){start} "
             "SELECT EXISTS (SELECT 1 FROM new_instance)")
 
 
