@@ -193,11 +193,17 @@ class Store:
         round trips."""
         self._no_nested_write("a write to the store")
         if one_statement:
-            with self._ready().connect() as conn:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            with self._autocommit() as conn:
+                yield conn
             return
         with self._ready().begin() as conn:
             yield conn
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Connection]:
+        """A connection whose every statement commits by itself (no BEGIN, no COMMIT)."""
+        with self._ready().connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -206,10 +212,11 @@ class Store:
         of its own even inside a transaction: reads there run in autocommit, which spares each
         its BEGIN and COMMIT round trips (psycopg switches to autocommit without one; MySQL
         drivers would send a statement each way)."""
+        if self.dialect == "postgresql":
+            with self._autocommit() as conn:
+                yield conn
+            return
         with self._ready().connect() as conn:
-            if self.dialect == "postgresql":
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
-                return
             conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
                 yield conn
