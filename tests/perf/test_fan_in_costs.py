@@ -10,14 +10,9 @@ episode it runs consumes them together. The orchestration's replay work stays O(
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from perf_driver import InProcessWorker, is_activity, make_durable
-from services import database
+from perf_driver import InProcessWorker, is_activity
 
 from celery_durable import Durable, OrchestrationStatus, activity, orchestrator, when_all
 from celery_durable.runtime import messages
@@ -34,19 +29,6 @@ def noop(ctx: Any, value: Any) -> Any:
 def fan_out(ctx: Any, n: int) -> Any:
     results = yield when_all([ctx.call_activity(noop, input=i) for i in range(n)])
     return sum(results)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Durable]:
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgresql":
-            url = stack.enter_context(database("postgresql", "durable_fan_in"))
-        else:
-            url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        durable = make_durable(url, tmp_path)
-        stack.callback(durable.store.dispose)
-        stack.callback(durable.store.outbox_acks.flush)
-        yield durable
 
 
 def test_fan_out_results_cost_one_write_each_and_share_one_episode(durable: Durable) -> None:

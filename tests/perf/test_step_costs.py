@@ -15,18 +15,14 @@ process (`perf_driver.InProcessWorker`), so the counts are exact:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kombu.utils.json import dumps as kombu_dumps
-from perf_driver import InProcessWorker, Published, is_activity, make_durable, sequence
-from services import database
+from perf_driver import InProcessWorker, Published, is_activity, sequence
 
 from celery_durable import Durable, OrchestrationStatus
 
@@ -34,19 +30,6 @@ STEPS = 1200
 EARLY = range(20, 60)
 LATE = range(STEPS - 60, STEPS - 20)
 MAX_STATEMENTS = 8
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Durable]:
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgresql":
-            url = stack.enter_context(database("postgresql", "durable_perf"))
-        else:
-            url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        durable = make_durable(url, tmp_path)
-        stack.callback(durable.store.dispose)
-        stack.callback(durable.store.outbox_acks.flush)
-        yield durable
 
 
 def kinds(statements: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -63,8 +64,25 @@ def _server_user(name: str) -> str | None:
         pytest.skip(f"running as root and there is no {name} user to run a private server")
 
 
+class _Server:
+    """What the private servers share: a restart is a stop, some time down, and a start."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self, down: float = 0.0, **stop: Any) -> None:
+        """Stop (``stop``: the server's stop options), stay down ``down`` seconds (the outage
+        under test), start again on the same port."""
+        self.stop(**stop)
+        time.sleep(down)
+        self.start()
+
+
 @dataclass
-class PrivateRedis:
+class PrivateRedis(_Server):
     port: int
     folder: Path
     proc: subprocess.Popen[bytes] | None = None
@@ -94,12 +112,6 @@ class PrivateRedis:
         self.proc.wait(timeout=30)
         _wait_port(self.port, up=False)
 
-    def restart(self, down: float = 0.0) -> None:
-        """Stop (saving), stay down ``down`` seconds, start again on the same port."""
-        self.stop()
-        time.sleep(down)
-        self.start()
-
 
 @contextlib.contextmanager
 def private_redis() -> Iterator[PrivateRedis]:
@@ -115,7 +127,7 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 
 @dataclass
-class PrivatePostgres:
+class PrivatePostgres(_Server):
     port: int
     data: Path
     user: str | None
@@ -138,11 +150,6 @@ class PrivatePostgres:
 
     def stop(self, mode: str = "fast") -> None:
         self._pg_ctl("-m", mode, "stop")
-
-    def restart(self, mode: str = "fast", down: float = 0.0) -> None:
-        self.stop(mode)
-        time.sleep(down)
-        self.start()
 
 
 @contextlib.contextmanager
@@ -176,7 +183,7 @@ RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 
 
 @dataclass
-class PrivateRabbitMQ:
+class PrivateRabbitMQ(_Server):
     port: int
     folder: Path
     user: str | None
@@ -216,12 +223,6 @@ class PrivateRabbitMQ:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run("rabbitmqctl", "-n", self.node, "stop")
         _wait_port(self.port, up=False)
-
-    def restart(self, down: float = 0.0) -> None:
-        """Stop, stay down ``down`` seconds, start again on the same port."""
-        self.stop()
-        time.sleep(down)
-        self.start()
 
 
 @contextlib.contextmanager

@@ -78,9 +78,9 @@ def test_postgresql_restart_and_crash(tmp_path: Path) -> None:
     rng = random.Random(22)
 
     def restarts() -> None:
-        server.restart("fast", down=2.0)
+        server.restart(down=2.0, mode="fast")
         time.sleep(2.0)
-        server.restart("immediate", down=1.0)
+        server.restart(down=1.0, mode="immediate")
 
     with private_postgres() as server, chaos_cluster(tmp_path, "rabbitmq", store_url=server.url,
                                                      conf=CONF) as cluster, \

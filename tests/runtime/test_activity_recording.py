@@ -5,6 +5,7 @@ every activity that finished during the restart ran twice."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,13 @@ from sqlalchemy.exc import OperationalError
 from celery_durable import Durable
 from celery_durable.engine import history as h
 from celery_durable.runtime import activity as activity_module
-from celery_durable.runtime import messages
 
 
 def test_a_dropped_connection_while_recording_does_not_run_the_activity_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = Celery("recording-test", broker="memory://", set_as_current=False)
+    # the memory broker lives as long as this process: a queue of the test's own
+    app.conf.task_default_queue = f"recording-test-{uuid.uuid4().hex[:8]}"
     durable = Durable(app, store_url=f"sqlite:///{tmp_path / 'store.sqlite3'}")
     ran: list[Any] = []
 
@@ -33,7 +35,6 @@ def test_a_dropped_connection_while_recording_does_not_run_the_activity_again(
     def counts(ctx: Any, value: Any) -> Any:
         return (yield ctx.call_activity(counted, input=value))
 
-    monkeypatch.setattr(messages, "publish", lambda app, msgs: None)
     iid = durable.client.schedule_new_orchestration("rec.counts", input=7)
     assert durable.runner.run(iid, wait=True)
     record = durable.store.get_instance(iid)

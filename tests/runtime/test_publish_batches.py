@@ -49,35 +49,9 @@ def pushes(pipeline: Any) -> int:
     return sum(str(command[0][0]).upper() == "LPUSH" for command in pipeline.command_stack)
 
 
-def test_many_messages_go_out_in_batches_and_in_order(broker: tuple[str, str, str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    kind, url, queue = broker
-    app = celery_app("batches", url, queue)
-    executed: list[int] = []
-    real_execute = redis.client.Pipeline.execute
-
-    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:  # the real execute, counted
-        executed.append(pushes(self))
-        return real_execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
-    ids = [f"batch-{i}-{uuid.uuid4().hex[:6]}" for i in range(N)]
-    messages.publish(app, [{"task": "batches.anything", "args": [i],
-                            "options": {"task_id": task_id, "queue": queue}}
-                           for i, task_id in enumerate(ids)])
-    found = waiting(kind, url, queue)
-    if kind == "redis":
-        assert found == ids  # every message, in the order given
-        batches = [n for n in executed if n]
-        assert batches == [messages.BATCH, messages.BATCH, 3], executed
-    else:
-        assert len(found) == N
-
-
-def test_a_single_message_is_sent_without_a_batch(broker: tuple[str, str, str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    kind, url, queue = broker
-    app = celery_app("batches", url, queue)
+@pytest.fixture
+def pipelines(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The messages of each Redis pipeline executed from now on (the real execute runs)."""
     executed: list[int] = []
     real_execute = redis.client.Pipeline.execute
 
@@ -86,7 +60,31 @@ def test_a_single_message_is_sent_without_a_batch(broker: tuple[str, str, str],
         return real_execute(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+    return executed
+
+
+def test_many_messages_go_out_in_batches_and_in_order(broker: tuple[str, str, str],
+                                                      pipelines: list[int]) -> None:
+    kind, url, queue = broker
+    app = celery_app("batches", url, queue)
+    ids = [f"batch-{i}-{uuid.uuid4().hex[:6]}" for i in range(N)]
+    messages.publish(app, [{"task": "batches.anything", "args": [i],
+                            "options": {"task_id": task_id, "queue": queue}}
+                           for i, task_id in enumerate(ids)])
+    found = waiting(kind, url, queue)
+    if kind == "redis":
+        assert found == ids  # every message, in the order given
+        batches = [n for n in pipelines if n]
+        assert batches == [messages.BATCH, messages.BATCH, 3], pipelines
+    else:
+        assert len(found) == N
+
+
+def test_a_single_message_is_sent_without_a_batch(broker: tuple[str, str, str],
+                                                  pipelines: list[int]) -> None:
+    kind, url, queue = broker
+    app = celery_app("batches", url, queue)
     messages.publish(app, [{"task": "batches.anything", "args": [1],
                             "options": {"task_id": "single", "queue": queue}}])
     assert len(waiting(kind, url, queue)) == 1
-    assert not [n for n in executed if n]
+    assert not [n for n in pipelines if n]

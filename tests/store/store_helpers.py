@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from sqlalchemy import text
+from workers import wait_until
 
 from celery_durable.engine import history as h
 from celery_durable.engine.status import OrchestrationStatus
@@ -58,3 +62,27 @@ def finished(store: Store, instance_id: str, **kwargs: Any) -> InstanceRecord:
     """A COMPLETED instance."""
     create(store, instance_id, **kwargs)
     return drain(store, instance_id, COMPLETED, output="done")
+
+
+#: sessions of the store's database waiting for a row lock, per server
+_LOCK_WAITS = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity "
+                  "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    "mysql": "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+}
+
+
+def wait_for_lock_wait(store: Store, timeout: float = 10.0) -> None:
+    """Return once another session of the store's database waits for a lock (a thread of the
+    test blocked where it should be), not before: a check that it is still running after a
+    while would also pass for a thread that never got that far."""
+    query = text(_LOCK_WAITS[store.dialect])
+
+    def waiting() -> bool:
+        with store.engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
+
+    # not polled faster: MariaDB refreshes information_schema.innodb_trx only when it has not
+    # been read for a while (polled every 20 ms it never showed the wait)
+    wait_until("a session waiting for a lock", waiting, time.monotonic() + timeout,
+               interval=0.25)

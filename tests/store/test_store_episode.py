@@ -7,7 +7,18 @@ import threading
 
 import pytest
 from sqlalchemy import select
-from store_helpers import COMPLETED, RUNNING, at, create, drain, finished, now, running, start_event
+from store_helpers import (
+    COMPLETED,
+    RUNNING,
+    at,
+    create,
+    drain,
+    finished,
+    now,
+    running,
+    start_event,
+    wait_for_lock_wait,
+)
 
 from celery_durable.engine import history as h
 from celery_durable.engine.failure import FailureDetails
@@ -205,8 +216,8 @@ def test_a_locked_instance_yields_none_and_keeps_the_extra(store: Store, backend
         got: list[tuple[int, list[str]] | None] = []
         waiter = threading.Thread(target=_wait_for_episode, args=(store, "locked", got))
         waiter.start()
-        waiter.join(0.3)
-        assert waiter.is_alive() and got == []  # wait=True blocks on the holder
+        wait_for_lock_wait(store)  # wait=True blocks on the holder
+        assert got == []
         holder.commit(EpisodeCommit(status=RUNNING, new_events=[item.event.with_seq(1)],
                                     consumed_inbox_ids=[r.id for r in holder.inbox if r.id]))
     waiter.join(10)

@@ -11,11 +11,21 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.exc import DisconnectionError
-from store_helpers import RUNNING, at, create, finished, now, running, start_event
+from store_helpers import (
+    RUNNING,
+    at,
+    create,
+    finished,
+    now,
+    running,
+    start_event,
+    wait_for_lock_wait,
+)
 
 from celery_durable.engine import history as h
 from celery_durable.errors import OrchestrationNotFoundError
 from celery_durable.store import EpisodeCommit, InboxItem, NewInstance, Store, WakeupClaim
+from celery_durable.store import engine as engine_module
 from celery_durable.store.engine import PING_AFTER, _ping_if_idle, is_deadlock
 from celery_durable.store.episode import ONE_STATEMENT_ROWS
 from celery_durable.store.outbox_acks import OutboxAcks
@@ -177,11 +187,12 @@ class _Record:
         self.info = {} if idle is None else {"checked_in_at": time.monotonic() - idle}
 
 
-def test_a_one_statement_write_on_a_connection_that_sat_idle(store: Store) -> None:
+def test_a_one_statement_write_on_a_connection_that_sat_idle(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ping of a connection that sat idle leaves no transaction open behind it, so that
     a delivery (one statement in autocommit on PostgreSQL) can still use the connection."""
     running(store, "a")
-    time.sleep(PING_AFTER + 0.2)
+    monkeypatch.setattr(engine_module, "PING_AFTER", 0.0)  # every pooled connection sat idle
     assert store.deliver("a", [event(1)]) is True
     assert store.inbox_size("a") == 1
 
@@ -244,8 +255,8 @@ def test_a_claim_made_while_a_woken_episode_runs_waits_for_its_commit(store: Sto
         assert ep is not None
         claimer = threading.Thread(target=lambda: claimed.append(store.request_wakeup("a")))
         claimer.start()
-        claimer.join(0.5)
-        assert claimer.is_alive() and claimed == []  # blocked on the released, uncommitted claim
+        wait_for_lock_wait(store)  # blocked on the released, uncommitted claim
+        assert claimed == []
         ep.commit(EpisodeCommit(status=RUNNING))
     claimer.join(10)
     assert claimed == [True]
@@ -273,8 +284,8 @@ def test_a_delivery_that_finds_the_claim_on_its_way_holds_back_the_woken_episode
                             inbox_rows([("a", event(1))], now())) is False
         episode = threading.Thread(target=woken_episode)
         episode.start()
-        episode.join(0.5)
-        assert episode.is_alive() and seen == []  # waits for the delivery's commit
+        wait_for_lock_wait(store)  # the episode waits for the delivery's commit
+        assert seen == []
         tx.commit()
     episode.join(10)
     assert seen == [["e1"]]
