@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -60,10 +63,30 @@ def _errors_as_one_line(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError as exc:
+            if not _from_output(exc):
+                raise click.ClickException(_one_line(exc)) from None
+            _quiet_stdout()
+            raise click.exceptions.Exit(0) from None
         except Exception as exc:
             raise click.ClickException(_one_line(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _from_output(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised writing this command's output (the reader of a pipe, such as
+    ``| head -1``, went away), not talking to the broker or the store."""
+    return any(frame.f_code.co_name in {"echo", "secho"} and "click" in frame.f_code.co_filename
+               for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the reader has gone, and Python's flush at exit must not
+    fail again (the Python docs' advice for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _app(ctx: click.Context) -> Celery:

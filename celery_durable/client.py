@@ -21,12 +21,12 @@ from celery_durable.errors import (
     OrchestrationEndedError,
     OrchestrationNotFoundError,
 )
-from celery_durable.ids import check_event_name, check_instance_id
+from celery_durable.ids import check_event_name, check_instance_id, check_orchestrator_name
 from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
 from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
 from celery_durable.state import OrchestrationState, Page
-from celery_durable.store import InboxItem, InstanceRecord, NewInstance, WakeupClaim
+from celery_durable.store import InboxItem, InstanceRecord, NewInstance, Store, WakeupClaim
 from celery_durable.store.records import START_TIMER_ID
 
 if TYPE_CHECKING:
@@ -46,7 +46,10 @@ class DurableClient:
 
     def __init__(self, durable: Durable) -> None:
         self.durable = durable
-        self.store = durable.store
+
+    @property
+    def store(self) -> Store:
+        return self.durable.store
 
     def _payload(self, value: Any, what: str) -> Any:
         return to_json(value, what, limit=self.durable.settings.max_payload_bytes)
@@ -56,9 +59,14 @@ class DurableClient:
                                    instance_id: str | None = None,
                                    start_at: datetime | None = None, version: str | None = None,
                                    tags: dict[str, str] | None = None) -> str:
-        """Create an instance and start it (at ``start_at``, if given); returns its id."""
-        name = name_of(orchestrator, "orchestrator")
-        self.durable.registry.orchestrator(name)  # UnknownNameError before anything is stored
+        """Create an instance and start it (at ``start_at``, if given); returns its id.
+
+        ``orchestrator`` is a decorated function or a name: this process need not import the
+        orchestrator's code. A worker that does not know the name follows its
+        `VersionFailureStrategy` (FAIL: the instance fails with `UnknownNameError`; REJECT: it
+        waits for a worker that knows it)."""
+        name = check_orchestrator_name(orchestrator if isinstance(orchestrator, str)
+                                       else name_of(orchestrator, "orchestrator"))
         instance_id = check_instance_id(uuid.uuid4().hex if instance_id is None else instance_id)
         data = self._payload(input, f"input of orchestration {name!r}")
         if tags is not None and not (isinstance(tags, dict) and all(
@@ -152,8 +160,12 @@ class DurableClient:
                 return to_state(record)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                hint = ""
+                if record.status is OrchestrationStatus.PENDING and record.start_at is None:
+                    hint = (f"; no worker has started it yet: are workers running that "
+                            f"import orchestrator {record.name!r} and consume its queue?")
                 raise TimeoutError(f"orchestration {instance_id!r} did not {what} within "
-                                   f"{timeout}s (status {record.status.value})")
+                                   f"{timeout}s (status {record.status.value}){hint}")
             time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 0.25)
 
@@ -195,6 +207,11 @@ class DurableClient:
         (``durable_client_episodes``); when a worker holds the instance or the episode fails
         here, leave the episode to a worker."""
         items = [] if item is None else [item]
+        if orchestrator not in self.durable.registry.orchestrators:
+            # scheduled by name: the code runs on the workers that know it
+            if self.store.deliver(instance_id, items) if items else True:
+                self.durable.wake(instance_id, orchestrator)
+            return
         claim = WakeupClaim()
         try:
             if self.durable.runner.run(instance_id, items, claim=claim):

@@ -76,3 +76,8 @@ class MalformedMessageError(DurableError):
 class VersionMismatchError(DurableError):
     """A worker whose ``VersioningOptions`` do not accept an instance's version failed it
     (``VersionFailureStrategy.FAIL``); the instance's ``failure_details.error_type`` names it."""
+
+
+class ConfigurationError(DurableError):
+    """The ``durable_*`` settings changed after they were used (e.g. the app was configured after
+    its store was opened), or hold a value that cannot work."""

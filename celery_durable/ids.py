@@ -40,6 +40,18 @@ def check_event_name(name: Any) -> str:
     return name
 
 
+def check_orchestrator_name(name: Any) -> str:
+    """Return ``name``, or raise `InvalidNameError` if it cannot name an orchestrator (a string
+    of 1 to 256 characters without control characters). Whether a worker knows the name is
+    decided where the code runs (see `EpisodeRunner`), not here."""
+    if not (isinstance(name, str) and 1 <= len(name) <= MAX_KEY_LENGTH and not _unsafe(name)
+            and name.strip() == name):
+        raise InvalidNameError(
+            f"orchestrator name must be a string of 1 to {MAX_KEY_LENGTH} characters without "
+            f"control characters or surrounding spaces, got {_shown(name)}")
+    return name
+
+
 def _shown(value: Any) -> str:
     """``repr(value)``, shortened to about 80 characters for a message."""
     text = repr(value)

@@ -65,9 +65,13 @@ class Registry:
         if existing is not None and existing.fn is not definition.fn and \
                 _qualname(existing.fn) != _qualname(definition.fn):
             kind = "orchestrator" if isinstance(definition, OrchestratorDef) else "activity"
+            why = (" (an orchestrator is named after its function alone, as in durabletask: "
+                   "the name is stored with every instance and used to schedule it by name)"
+                   if kind == "orchestrator" else "")
             raise ValueError(f"two {kind} functions are registered as {definition.name!r}: "
-                             f"{_qualname(existing.fn)} and {_qualname(definition.fn)}; "
-                             "give one of them another name=")
+                             f"{_qualname(existing.fn)} and {_qualname(definition.fn)}{why}; "
+                             f"give one of them a name of its own: @{kind}(name="
+                             f"\"{_suggested_name(definition.fn)}\")")
         table[definition.name] = definition
         for listener in self._listeners:
             listener(definition)
@@ -98,6 +102,15 @@ def _lookup(table: dict[str, D], name: str, kind: str) -> D:
         raise UnknownNameError(f"no {kind} is registered as {name!r} (registered: {known}); "
                                f"decorate it with @{kind} and import its module in the "
                                "worker") from None
+
+
+def _suggested_name(fn: Callable[..., Any]) -> str:
+    """A name unlikely to collide: the function's, after the last part of its package that is
+    not a generic module name (``shipping.orchestrators.process`` gives ``shipping.process``)."""
+    parts = [p for p in str(getattr(fn, "__module__", "")).split(".")
+             if p not in {"orchestrators", "workflows", "tasks", "activities", "__main__", ""}]
+    prefix = parts[-1] if parts else "app"
+    return f"{prefix}.{fn.__name__}"
 
 
 def _qualname(fn: Callable[..., Any]) -> str:

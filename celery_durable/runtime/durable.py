@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
@@ -13,7 +14,11 @@ from celery import Celery, bootsteps, signals
 from sqlalchemy.exc import DBAPIError
 
 from celery_durable.engine import history as h
-from celery_durable.errors import MalformedMessageError, OrchestrationNotFoundError
+from celery_durable.errors import (
+    ConfigurationError,
+    MalformedMessageError,
+    OrchestrationNotFoundError,
+)
 from celery_durable.registry import (
     GLOBAL,
     ActivityDef,
@@ -26,11 +31,12 @@ from celery_durable.runtime import filesystem, inbound, messages
 from celery_durable.runtime.activity import make_activity_task
 from celery_durable.runtime.censor import hide_store_url_in_reports
 from celery_durable.runtime.episode import EpisodeRunner
-from celery_durable.runtime.settings import DurableSettings
+from celery_durable.runtime.settings import DEFAULT_STORE_URL, DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.store import InboxItem, Store, WakeupClaim
+from celery_durable.store.engine import masked_url
 from celery_durable.store.records import START_TIMER_ID, TIMER_KEY, completion_key
-from celery_durable.versioning import VersioningOptions, version_queue
+from celery_durable.versioning import VersionFailureStrategy, VersioningOptions, version_queue
 
 if TYPE_CHECKING:
     from celery_durable.client import DurableClient
@@ -64,9 +70,15 @@ class Durable:
         filesystem.install()
         hide_store_url_in_reports()
         self.app = app
-        self.settings = DurableSettings.from_conf(app.conf, store_url)
+        # settings are read when first needed, not here: ``Durable(app)`` may come before
+        # ``app.config_from_object(...)`` (as in a Django project's proj/celery.py)
+        self._store_url = store_url
+        self._settings: DurableSettings | None = None
+        self._settings_source: Any = None
+        self._store: Store | None = None
         self.versioning = versioning or VersioningOptions()
-        self.store = Store(self.settings.store_url)
+        if app.configured:
+            self.settings  # noqa: B018  (a bad setting fails here, not at the first use)
         self.registry = Registry()
         self.runner = EpisodeRunner(self)
         self._client: DurableClient | None = None
@@ -76,6 +88,36 @@ class Durable:
         app.steps["worker"].add(SweeperStep)
         app.steps["worker"].add(VersionQueuesStep)
         _by_app[app] = self
+
+    # -- settings and store -----------------------------------------------------------------------
+    @property
+    def settings(self) -> DurableSettings:
+        """The ``durable_*`` settings of the app, read on first use and again whenever the app
+        is configured anew (``app.config_from_object`` replaces ``app.conf``)."""
+        conf = self.app.conf
+        if self._settings is None or self._settings_source is not conf:
+            settings = DurableSettings.from_conf(conf, self._store_url)
+            if self._store is not None and settings.store_url != self._store.url:
+                raise ConfigurationError(
+                    f"the app's durable_store_url changed to {masked_url(settings.store_url)!r} "
+                    f"after this Durable had opened its store {masked_url(self._store.url)!r} "
+                    "(the app was configured after the store was used): configure the app "
+                    "(app.config_from_object / app.conf.update) before the first orchestration "
+                    "is scheduled or run, or pass Durable(app, store_url=...)")
+            self._settings, self._settings_source = settings, conf
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        """The store at ``durable_store_url`` (opened on first use)."""
+        settings = self.settings  # (raises if the app's store URL changed after first use)
+        if self._store is None:
+            url = settings.store_url
+            if url == DEFAULT_STORE_URL:
+                logger.info("no durable_store_url is set: using the embedded default store %s "
+                            "(relative to %s)", url, os.getcwd())
+            self._store = Store(url)
+        return self._store
 
     # -- declaring ----------------------------------------------------------------------------
     def orchestrator(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
@@ -215,8 +257,9 @@ class Durable:
         elif rejections < REJECT_RESENDS:
             countdown = float(2 ** rejections)
         else:
-            logger.info("instance %s (version %r) waits for a worker that accepts its version; "
-                        "the sweeper of such a worker will wake it", instance_id, version)
+            logger.info("instance %s (orchestrator %r, version %r) waits for a worker that "
+                        "accepts it; the sweeper of such a worker will wake it", instance_id,
+                        orchestrator, version)
             return
         message = messages.episode_message(instance_id, orchestrator, queue,
                                            countdown=countdown, rejections=rejections + 1)
@@ -232,6 +275,14 @@ class Durable:
         if not versioning.rejects_some:
             return []
         return [v for v in self.store.inbox_versions(older_than) if versioning.rejects(v)]
+
+    def names_left_to_others(self) -> list[str] | None:
+        """The orchestrators whose waiting instances this worker's sweeper may wake: those it
+        knows when its failure strategy is REJECT (it would only bounce the others, scheduled
+        by name for workers that import their code); None: every one."""
+        if self.versioning.failure_strategy is not VersionFailureStrategy.REJECT:
+            return None
+        return sorted(self.registry.orchestrators)
 
     def version_queues(self, consumed: Iterable[str]) -> list[str]:
         """The version queues a worker consuming ``consumed`` also consumes: this Durable's

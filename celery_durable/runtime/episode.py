@@ -63,6 +63,8 @@ class _Rejected:
 
     name: str
     version: str | None
+    #: rejected because this worker does not know the orchestrator (not for its version)
+    unknown_name: bool = False
 
 
 def completion_item(execution_id: str, event: h.HistoryEvent) -> InboxItem:
@@ -76,7 +78,7 @@ class EpisodeRunner:
 
     def __init__(self, durable: Durable) -> None:
         self.durable = durable
-        self.cache = StateCache(durable.settings.state_cache_size)
+        self._cache: StateCache | None = None
         #: episodes run, episodes rejected (versioning) and events the engine replayed or fed,
         #: for structural-cost tests
         self.episodes = 0
@@ -84,6 +86,14 @@ class EpisodeRunner:
         self.events_processed = 0
         #: completions left in the inbox for a coalesced episode (see `can_wait`)
         self.waited = 0
+
+    @property
+    def cache(self) -> StateCache:
+        """This process' cache of live states (sized by ``durable_state_cache_size``, read when
+        the first episode runs: the app may be configured after its Durable is made)."""
+        if self._cache is None:
+            self._cache = StateCache(self.durable.settings.state_cache_size)
+        return self._cache
 
     def counters(self) -> dict[str, int]:
         """This process' episode and cache counters (for structural-cost tests and benches)."""
@@ -130,7 +140,8 @@ class EpisodeRunner:
             raise
         if isinstance(plan, _Rejected):
             self.rejected += 1
-            self.durable.route_rejected(instance_id, plan.name, plan.version, rejections)
+            self.durable.route_rejected(instance_id, plan.name,
+                                        None if plan.unknown_name else plan.version, rejections)
             return True
         self.episodes += 1
         self._publish(plan.commit.outbox, outbox_ids)
@@ -185,6 +196,9 @@ class EpisodeRunner:
         try:
             definition = self.durable.registry.orchestrator(inst.name)
         except UnknownNameError as exc:
+            # scheduled by name where the code is not imported: decided here, as for a version
+            if versioning.failure_strategy is VersionFailureStrategy.REJECT:
+                return _Rejected(inst.name, version, unknown_name=True)
             return self._fail_before_running(inst, consumed, exc, now)
         state = self.cache.take(inst.instance_id, inst.execution_id, inst.history_len)
         if state is None:
@@ -272,12 +286,9 @@ class EpisodeRunner:
                     iid, execution_id, action.task_id, action.fire_at,
                     self.durable.settings.episode_queue))
         elif isinstance(action, ScheduleSubOrchestration):
-            try:
-                child_def = registry.orchestrator(action.name)
-            except UnknownNameError as exc:
-                self._fail_task(inst, execution_id, action.task_id, exc, commit, now,
-                                kind=h.SUB_ORCHESTRATION_FAILED)
-                return
+            # the child may be an orchestrator this worker does not import (called by name):
+            # the worker that runs the child's episode decides, as for any instance
+            child_def = registry.orchestrators.get(action.name)
             child = NewInstance(instance_id=action.instance_id, name=action.name,
                                 version=action.version, input=action.input,
                                 parent_instance_id=iid, parent_task_id=action.task_id,
@@ -286,7 +297,7 @@ class EpisodeRunner:
                                         parent_instance_id=iid, parent_task_id=action.task_id)
             commit.children.append((child, [start]))
             commit.outbox.append(self._episode_message(action.instance_id, action.name,
-                                                       child_def.queue))
+                                                       child_def.queue if child_def else None))
         elif isinstance(action, TerminateOrchestration):
             event = h.execution_terminated(now, action.output, action.recursive)
             commit.notify.append((action.instance_id,

@@ -54,10 +54,12 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
         store.delete_outbox([row_id for row_id, _, _ in stale])
         report.outbox = len(stale)
     older = now - settings.recovery_grace
-    # instances waiting for a worker of another version are not stranded: waking them here
-    # would only bounce them (see Durable.route_rejected)
+    # instances waiting for a worker of another version, or for one that imports their
+    # orchestrator, are not stranded: waking them here would only bounce them
+    # (see Durable.route_rejected)
     for instance_id in store.instances_with_inbox(
-            older, BATCH, skip_versions=durable.versions_left_to_others(older)):
+            older, BATCH, skip_versions=durable.versions_left_to_others(older),
+            only_names=durable.names_left_to_others()):
         # a claim older than the grace stands for a wake-up that is late or lost: renew it, so
         # that the next sweeps leave this one alone while it is on its way
         store.forget_wakeups([instance_id])

@@ -418,10 +418,11 @@ class Store:
         return int(count)
 
     def instances_with_inbox(self, older_than: datetime, limit: int = 100, *,
-                             skip_versions: Sequence[str | None] = ()) -> list[str]:
+                             skip_versions: Sequence[str | None] = (),
+                             only_names: Sequence[str] | None = None) -> list[str]:
         """Ids of existing instances with inbox rows created before ``older_than``, the longest
-        waiting first (the sweeper wakes them up), leaving out instances of ``skip_versions``
-        and those whose wake-up was claimed since ``older_than`` (it is on its way: waking them
+        waiting first (the sweeper wakes them up), leaving out instances of ``skip_versions``,
+        instances of orchestrators not in ``only_names`` (when given) and those whose wake-up was claimed since ``older_than`` (it is on its way: waking them
         again would only queue another one behind it)."""
         recent_claim = exists().where(wakeups.c.instance_id == inbox.c.instance_id,
                                       wakeups.c.created_at >= to_db_time(older_than))
@@ -438,6 +439,8 @@ class Store:
                                     instances.c.version.not_in(named)))
         if None in skip_versions:
             query = query.where(instances.c.version.is_not(None))
+        if only_names is not None:
+            query = query.where(instances.c.name.in_(list(only_names)))
         query = query.group_by(inbox.c.instance_id).order_by(func.min(inbox.c.id)).limit(limit)
         with self._read() as conn:
             return list(conn.execute(query).scalars())

@@ -25,9 +25,13 @@ MISSING_EXTRA = ("the dashboard needs the ui extra (Tornado is not installed): "
                    "(or set DURABLE_UI_FLOWER_URL).")
 @click.option("--refresh", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
               help="Seconds between the pages' automatic refreshes.")
+@click.option("--url-prefix", "prefix", default="", metavar="PATH",
+              envvar="DURABLE_UI_URL_PREFIX",
+              help="Serve under this path, behind a proxy that forwards /PATH/... unchanged "
+                   "(as Flower's --url_prefix; or set DURABLE_UI_URL_PREFIX).")
 @click.pass_context
 def ui(ctx: click.Context, port: int, address: str, basic_auth: str | None,
-       flower_url: str | None, refresh: float) -> None:
+       flower_url: str | None, refresh: float, prefix: str) -> None:
     """Serve the web dashboard (needs the ui extra)."""
     from celery_durable.cli import _durable
 
@@ -37,10 +41,11 @@ def ui(ctx: click.Context, port: int, address: str, basic_auth: str | None,
         raise click.ClickException(MISSING_EXTRA) from None
     from celery_durable.ui.auth import BasicAuth
     from celery_durable.ui.dashboard import Dashboard
-    from celery_durable.ui.server import serve
+    from celery_durable.ui.server import serve, url_prefix
 
     try:
         auth = BasicAuth.parse(basic_auth) if basic_auth is not None else None
+        prefix = url_prefix(prefix)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     if flower_url is not None and not flower_url.startswith(("http://", "https://")):
@@ -56,7 +61,7 @@ def ui(ctx: click.Context, port: int, address: str, basic_auth: str | None,
                    (" (basic auth)" if auth else ""), err=True)
 
     try:
-        serve(dashboard, address=address, port=port, auth=auth, ready=ready)
+        serve(dashboard, address=address, port=port, auth=auth, ready=ready, prefix=prefix)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {address}:{port}: {exc.strerror or exc}"
                                    ) from None

@@ -80,7 +80,8 @@ class Page(Base):
 
     def get(self, instance_id: str | None = None) -> None:
         self.render(self.template, instance_id=instance_id or "",
-                    config=json.dumps(self.dashboard.config()))
+                    config=json.dumps(self.dashboard.config()),
+                    prefix=self.settings.get("url_prefix", ""))
 
 
 class Api(Base):

@@ -78,3 +78,49 @@ def test_installed_entry_point(cli_harness: Any) -> None:
     assert isinstance(json.loads(proc.stdout), list)
     _one_line_error(celery(cli_harness, "show", "no-such-id", program=[program]),
                     "no orchestration instance")
+
+
+def codeless(harness: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    """``celery -A durable_codeless_app durable ...``: a client that imports no orchestrator."""
+    return subprocess.run([sys.executable, "-c", CELERY_WITH_DURABLE, "-A",
+                           "durable_codeless_app", "durable", *args], env=_env(harness),
+                          capture_output=True, text=True, timeout=60, cwd=TESTS.parent,
+                          check=False)
+
+
+def test_a_client_without_the_code_starts_by_name(cli_harness: Any) -> None:
+    """The web tier's case: a process that imports no orchestrator (and configures its app after
+    making its Durable) starts one by name; the session's worker, which has the code, runs it."""
+    started = codeless(cli_harness, "start", "e2e.sequence", "--input", "3", "--wait", "30",
+                       "--json")
+    assert started.returncode == 0, started.stderr
+    state = json.loads(started.stdout)
+    assert state["status"] == "COMPLETED" and state["output"] == 3
+    # the same through the client API, in a process that never imports the workflows
+    script = ("import sys, durable_codeless_app as m\n"
+              "iid = m.durable.client.schedule_new_orchestration('e2e.sequence', input=2)\n"
+              "print(iid, 'workflows' in sys.modules, m.durable.store.url)\n")
+    proc = subprocess.run([sys.executable, "-c", script], env=_env(cli_harness),
+                          capture_output=True, text=True, timeout=60, cwd=TESTS.parent,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    iid, imported, url = proc.stdout.split()
+    assert imported == "False" and url == cli_harness.durable.store.url
+    final = cli_harness.durable.client.wait_for_orchestration_completion(iid, timeout=30)
+    assert final.runtime_status.value == "COMPLETED" and final.output == 1  # 0 + 1
+
+
+def test_a_closed_pipe_ends_the_command_quietly(cli_harness: Any) -> None:
+    """``celery durable history ID | head -1``: the reader goes away before the output ends."""
+    iid = cli_harness.client.schedule_new_orchestration("e2e.sequence", input=3)
+    cli_harness.client.wait_for_orchestration_completion(iid, timeout=30)
+    read, write = os.pipe()
+    os.close(read)  # a reader that has gone before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-c", CELERY_WITH_DURABLE, "-A",
+                               "durable_cli_app", "durable", "history", iid],
+                              env=_env(cli_harness), stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60, cwd=TESTS.parent, check=False)
+    finally:
+        os.close(write)
+    assert proc.stderr == "" and proc.returncode == 0, proc.stderr

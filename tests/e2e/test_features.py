@@ -231,8 +231,14 @@ def test_unknown_names_and_bad_input_are_refused(harness: Harness) -> None:
     )
 
     client = harness.client
-    with pytest.raises(UnknownNameError, match="no orchestrator is registered as 'nope'"):
-        client.schedule_new_orchestration("nope")
+    # a name is scheduled as given (clients need no code); the worker that does not know it
+    # fails the instance, naming the orchestrators it knows
+    state = client.wait_for_orchestration_completion(
+        client.schedule_new_orchestration("nope"), timeout=30)
+    assert state.runtime_status is OrchestrationStatus.FAILED
+    assert state.failure_details.error_type == UnknownNameError.__name__
+    assert "no orchestrator is registered as 'nope'" in state.failure_details.message
+    assert "e2e.sequence" in state.failure_details.message
     with pytest.raises(PayloadError, match="is a set"):
         client.schedule_new_orchestration(wf.sequence, input={1, 2})
     with pytest.raises(OrchestrationNotFoundError, match="no-such-instance"):

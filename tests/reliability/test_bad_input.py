@@ -43,7 +43,6 @@ from celery_durable import (
     OrchestrationStatus,
     PayloadError,
     PayloadTooLargeError,
-    UnknownNameError,
 )
 from celery_durable.cli import durable as durable_cli
 from celery_durable.runtime import messages
@@ -111,8 +110,10 @@ CASES = [
     Case("termination output: over the limit",
          lambda c, i: c.terminate_orchestration(i.live, output="z" * LIMIT),
          PayloadTooLargeError, ("termination output is 10,002 bytes",)),
-    Case("unknown orchestrator", schedule("edge.no_such_orchestrator"), UnknownNameError,
-         ("edge.no_such_orchestrator",)),
+    *[Case(f"orchestrator name: {label}", schedule(bad), InvalidNameError,
+           ("orchestrator name must be a string of 1 to 256 characters",))
+      for label, bad in {"empty": "", "too long": "o" * 257, "NUL": "edge\x00x",
+                         "trailing space": "edge.wait_event "}.items()],
     *[Case(f"instance id: {label}", schedule(instance_id=bad), InvalidInstanceIdError,
            ID_ADVICE) for label, bad in BAD_IDS.items()],
     *[Case(f"{verb}: invalid instance id", lambda c, i, act=act: act(c, "bad\x00id"),
@@ -223,12 +224,15 @@ RESULTS = [  # orchestrator, input, status, error type, fragments of the failure
     (ew.big_activity_result, LIMIT, COMPLETED, "PayloadTooLargeError",
      ["result of activity 'edge.big' is 10,002 bytes of JSON", "durable_max_payload_bytes"]),
     (ew.unknown_activity, None, COMPLETED, "UnknownNameError", ["edge.no_such_activity"]),
+    # scheduled by name (the client needs no code); the worker, which does not know it, fails it
+    ("edge.no_such_orchestrator", None, FAILED, "UnknownNameError",
+     ["no orchestrator is registered as 'edge.no_such_orchestrator'", "edge.wait_event"]),
 ]
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(("orchestrator", "value", "status", "error_type", "says"), RESULTS,
-                         ids=[r[0].__name__ for r in RESULTS])
+                         ids=[getattr(r[0], "__name__", r[0]) for r in RESULTS])
 def test_what_an_orchestration_cannot_store_fails_it_clearly(
         cluster: EdgeCluster, orchestrator: Any, value: Any, status: OrchestrationStatus,
         error_type: str, says: list[str]) -> None:

@@ -37,6 +37,9 @@ def test_without_the_extra_it_says_how_to_install_it(monkeypatch: pytest.MonkeyP
     (["--basic-auth", ":secret"], "--basic-auth must be USER:PASSWORD"),
     (["--flower-url", "flower:5555"], "--flower-url must start with http://"),
     (["--port", "70000"], "Invalid value for '--port'"),
+    (["--url-prefix", "http://proxy/durable"], "--url-prefix must be a URL path"),
+    (["--url-prefix", "/a/../b"], "--url-prefix must be a URL path"),
+    (["--url-prefix", "/with space"], "--url-prefix must be a URL path"),
 ])
 def test_bad_options_are_refused(args: list[str], words: str) -> None:
     result = _invoke("ui", *args)

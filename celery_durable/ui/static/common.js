@@ -2,6 +2,8 @@
 "use strict";
 
 const CONFIG = JSON.parse(document.body.dataset.config || "{}");
+/** The path the dashboard is served under ("" at the root; --url-prefix behind a proxy). */
+const PREFIX = document.body.dataset.prefix || "";
 
 /** Call the JSON API; resolves to the answer, rejects with an Error carrying its message. */
 async function api(path, options = {}) {
@@ -39,8 +41,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function instanceUrl(id) { return "/instances/" + encodeURIComponent(id); }
-function apiInstance(id, rest = "") { return "/api/instances/" + encodeURIComponent(id) + rest; }
+function instanceUrl(id) { return PREFIX + "/instances/" + encodeURIComponent(id); }
+function apiInstance(id, rest = "") { return PREFIX + "/api/instances/" + encodeURIComponent(id) + rest; }
 
 /** "2026-05-01 12:00:03" from an ISO time (UTC). */
 function fmtTime(iso) {

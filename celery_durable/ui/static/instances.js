@@ -56,7 +56,7 @@ async function load() {
   const token = tokens[tokens.length - 1];
   if (token) params.set("continuation_token", token);
   try {
-    const page = await api("/api/instances?" + params.toString());
+    const page = await api(PREFIX + "/api/instances?" + params.toString());
     showError(errorBox, "");
     tbody.replaceChildren(...page.items.map(row));
     if (!page.items.length) {
