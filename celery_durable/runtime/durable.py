@@ -31,7 +31,7 @@ from celery_durable.runtime import filesystem, inbound, messages
 from celery_durable.runtime.activity import make_activity_task
 from celery_durable.runtime.censor import hide_store_url_in_reports
 from celery_durable.runtime.episode import EpisodeRunner
-from celery_durable.runtime.settings import DEFAULT_STORE_URL, DurableSettings
+from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.store import InboxItem, Store, WakeupClaim
 from celery_durable.store.engine import masked_url
@@ -113,9 +113,9 @@ class Durable:
         settings = self.settings  # (raises if the app's store URL changed after first use)
         if self._store is None:
             url = settings.store_url
-            if url == DEFAULT_STORE_URL:
-                logger.info("no durable_store_url is set: using the embedded default store %s "
-                            "(relative to %s)", url, os.getcwd())
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+                logger.info("the store is %s, a SQLite file relative to the current folder %s "
+                            "(processes started elsewhere use another file)", url, os.getcwd())
             self._store = Store(url)
         return self._store
 

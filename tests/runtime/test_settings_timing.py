@@ -59,12 +59,12 @@ def test_an_explicit_store_url_wins(tmp_path: Path) -> None:
     assert durable.settings.max_payload_bytes == 1234  # the other settings come from the app
 
 
-def test_the_embedded_default_is_logged_with_its_folder(tmp_path: Path,
+def test_a_relative_sqlite_store_is_logged_with_its_folder(tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     app = Celery("default", broker="memory://", set_as_current=False)
     with caplog.at_level("INFO", logger="celery_durable.runtime.durable"):
         assert Durable(app).store.url == "sqlite:///celery_durable.sqlite3"
-    assert f"using the embedded default store sqlite:///celery_durable.sqlite3 (relative to " \
-           f"{tmp_path})" in caplog.text
+    assert f"the store is sqlite:///celery_durable.sqlite3, a SQLite file relative to the " \
+           f"current folder {tmp_path}" in caplog.text
