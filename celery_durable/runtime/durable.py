@@ -34,7 +34,7 @@ from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.store import InboxItem, Store, WakeupClaim
-from celery_durable.store.engine import masked_url
+from celery_durable.store.engine import dialect_of, masked_url
 from celery_durable.store.records import START_TIMER_ID, TIMER_KEY, completion_key
 from celery_durable.versioning import VersionFailureStrategy, VersioningOptions, version_queue
 
@@ -72,7 +72,7 @@ class Durable:
         self.app = app
         # settings are read when first needed, not here: ``Durable(app)`` may come before
         # ``app.config_from_object(...)`` (as in a Django project's proj/celery.py)
-        self._store_url = store_url
+        self._store_url = None if store_url is None else _checked_url(store_url)
         self._settings: DurableSettings | None = None
         self._settings_source: Any = None
         self._store: Store | None = None
@@ -293,6 +293,12 @@ class Durable:
         episode_queues = {self.settings.episode_queue or self.app.conf.task_default_queue}
         episode_queues.update(d.queue for d in self.registry.orchestrators.values() if d.queue)
         return sorted(version_queue(q, version) for q in episode_queues.intersection(consumed))
+
+
+def _checked_url(url: str) -> str:
+    """``url``, or ValueError (its password masked) if it names no store we support."""
+    dialect_of(url)
+    return url
 
 
 @contextlib.contextmanager

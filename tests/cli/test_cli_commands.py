@@ -269,7 +269,7 @@ ERRORS = [
     (["show", "has space"], ["instance id must be"]),
     (["purge", "x" * 300], ["instance id must be"]),
     (["start", "e2e.sequence", "--id", "bad\tid"], ["instance id must be"]),
-    (["start", "no.such.orchestrator"], ["no orchestrator is registered as 'no.such"]),
+    (["start", " e2e.sequence"], ["orchestrator name must be a string"]),
     (["start", "e2e.sequence", "--input", "{not json"], ["--input must be JSON"]),
     (["start", "e2e.sequence", "--input", "1", "--wait", "-1"], ["--wait must be a positive number"]),
     (["start", "e2e.waits_forever", "--wait", "0.2"], ["did not complete within 0.2s"]),

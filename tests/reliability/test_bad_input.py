@@ -185,7 +185,11 @@ def test_max_payload_bytes_must_be_a_positive_int(value: Any) -> None:
     app = Celery("bad-setting", broker="memory://", set_as_current=False)
     app.conf.durable_max_payload_bytes = value
     with pytest.raises(ValueError, match="durable_max_payload_bytes must be a positive int"):
-        Durable(app, store_url="sqlite://")
+        Durable(app, store_url="sqlite://").settings  # noqa: B018  (read when first needed)
+    configured = Celery("bad-setting-configured", broker="memory://", set_as_current=False)
+    configured.config_from_object({"durable_max_payload_bytes": value}, force=True)
+    with pytest.raises(ValueError, match="durable_max_payload_bytes must be a positive int"):
+        Durable(configured, store_url="sqlite://")  # an app configured already: at once
 
 
 def test_default_max_payload_bytes_is_4_mib() -> None:
