@@ -34,7 +34,9 @@ import pytest
 from services import REDIS_URL, database, require
 from workers import CeleryProcess, delete_queue, logs_on_failure, stop_all, wait_until
 
-pytestmark = pytest.mark.e2e
+#: the first test also builds, and installs from the index (a fresh machine downloads every
+#: dependency): more than the suite's 300 s may be needed there
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).parents[2]
 PACKAGE = ROOT / "celery_durable"
