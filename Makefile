@@ -2,10 +2,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # Two installs into the one venv, each with its stamp. The demo's: the package with the redis and
-# postgres extras (README's demo on real servers), no test, docs or browser tools. Everything
-# else's: the package with every extra make test, docs and chaos use; it holds the demo's too, so
-# it renews both stamps. A `make demo` then `make test` installs the test extras; a `make test`
-# then `make demo` installs nothing more.
+# postgres extras (README's demo on real servers), no test, docs or browser tools. The full one,
+# for make test, docs, chaos and bench: every extra those use; it holds the demo's, so it renews
+# both stamps. A `make demo` then `make test` installs the test extras; a `make test` then
+# `make demo` installs nothing more.
 DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 
