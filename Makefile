@@ -1,19 +1,34 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# Two installs into the one venv, each with its stamp. The demo's: the package with the redis and
+# postgres extras (README's demo on real servers), no test, docs or browser tools. The full one,
+# for make test, docs, chaos and bench: every extra those use; it holds the demo's, so it renews
+# both stamps. A `make demo` then `make test` installs the test extras; a `make test` then
+# `make demo` installs nothing more.
+DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint typecheck pytest chaos docs bench clean
 
-$(STAMP): pyproject.toml
+define new-venv
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test,redis,postgres,rabbitmq,flower,ui,docs]'
-	touch $(STAMP)
+endef
+
+$(DEMO_STAMP): pyproject.toml
+	$(new-venv)
+	$(PIP) install -q -e '.[redis,postgres]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml
+	$(new-venv)
+	$(PIP) install -q -e '.[test,redis,postgres,rabbitmq,mysql,flower,ui,docs]'
+	touch $(STAMP) $(DEMO_STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m example_project.demo
 
 lint: $(STAMP)
