@@ -76,3 +76,9 @@ class MalformedMessageError(DurableError):
 class VersionMismatchError(DurableError):
     """A worker whose ``VersioningOptions`` do not accept an instance's version failed it
     (``VersionFailureStrategy.FAIL``); the instance's ``failure_details.error_type`` names it."""
+
+
+class TaskCallError(DurableError, ValueError):
+    """``ctx.call_task`` was given something it cannot send: a Celery option that would take
+    the call out of celery_durable's hands (``link``, ``task_id``, ``serializer``, ...), an
+    option value that is not JSON, or a task that is not a Celery task or a name."""
