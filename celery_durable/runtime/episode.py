@@ -21,6 +21,7 @@ from celery_durable.engine.actions import (
     CreateTimer,
     ScheduleActivity,
     ScheduleSubOrchestration,
+    ScheduleTask,
     TerminateOrchestration,
 )
 from celery_durable.engine.executor import EpisodeResult, Orchestration
@@ -263,6 +264,14 @@ class EpisodeRunner:
                 return
             commit.outbox.append(messages.activity_message(iid, execution_id, action, queue,
                                                              inst.name))
+        elif isinstance(action, ScheduleTask):
+            if action.name in registry.activities:
+                self._fail_task(inst, execution_id, action.task_id, UnknownNameError(
+                    f"{action.name!r} is an activity, and call_task sends plain Celery tasks "
+                    "with their own arguments: call it with ctx.call_activity"), commit, now)
+                return
+            commit.outbox.append(messages.plain_task_message(
+                iid, execution_id, action, inst.name, self.durable.episode_queue(inst.name)))
         elif isinstance(action, CreateTimer):
             near = action.fire_at - now <= self.durable.settings.timer_horizon
             commit.timers.append(TimerRow(action.task_id, action.fire_at,

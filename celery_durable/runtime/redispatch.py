@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from celery import Celery
 
-from celery_durable.engine.actions import ScheduleActivity
+from celery_durable.engine.actions import ScheduleActivity, scheduled_task_of
 from celery_durable.engine.history import utc
 from celery_durable.errors import UnknownNameError
 from celery_durable.runtime import messages, queued
@@ -119,6 +119,11 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
                                          utc(datetime.fromisoformat(data["fire_at"])),
                                          durable.settings.episode_queue)
         message["options"]["headers"] = {}
+    elif (call := scheduled_task_of(task.task_id, task.name or "", data)) is not None:
+        # a ctx.call_task: the same message, task id, link and link_error
+        message = messages.plain_task_message(task.instance_id, task.execution_id, call,
+                                              task.orchestrator,
+                                              durable.episode_queue(task.orchestrator))
     else:
         assert task.name is not None
         action = ScheduleActivity(task.task_id, task.name, data.get("input"), _attempt(task))
@@ -133,6 +138,9 @@ def _queue(durable: Durable, task: OverdueTask) -> str:
     if task.is_timer:
         return queued.queue_of(durable.app, messages.TIMER_TASK, durable.settings.episode_queue)
     assert task.name is not None
+    call = scheduled_task_of(task.task_id, task.name, task.data)
+    if call is not None:
+        return queued.queue_of(durable.app, task.name, call.options.get("queue"))
     return queued.queue_of(durable.app, task.name, durable.registry.activity(task.name).queue)
 
 
@@ -142,8 +150,8 @@ def _attempt(task: OverdueTask) -> int:
 
 
 def _routable(durable: Durable, task: OverdueTask) -> bool:
-    if task.is_timer:
-        return True
+    if task.is_timer or scheduled_task_of(task.task_id, task.name or "", task.data):
+        return True  # a Celery task called by name: any process can send it
     try:
         durable.registry.activity(task.name or "")
     except UnknownNameError:
