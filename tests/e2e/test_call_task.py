@@ -54,6 +54,13 @@ def run_calls(ctx: Any, plan: list[list[Any]]) -> Any:
     return results
 
 
+def own_task(sku: str, fail: bool = False) -> str:
+    """A task of the orchestrations' own app (its worker runs celery_durable)."""
+    if fail:
+        raise LookupError(f"no such sku {sku}")
+    return sku.upper()
+
+
 @dataclass
 class Setup:
     app: Celery
@@ -123,6 +130,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             durable_recovery_grace=2.0, durable_activity_redispatch_after=2.0)
         durable = Durable(app, store_url=store_url)
         durable.orchestrator(name="calltask.run_calls")(run_calls)
+        app.task(name="calltask.own")(own_task)
         stack.callback(durable.store.dispose)
         stack.callback(delete_queue, BROKER, queue)
         stack.callback(delete_queue, BROKER, foreign_queue)
@@ -197,6 +205,19 @@ def test_results_json_cannot_hold_fail_the_task_clearly(setup: Setup) -> None:
         assert tags_type == "EncodeError"
         assert tags.startswith("Celery task 'foreign.tags' returned a value JSON cannot hold")
         assert "a list instead of a set" in tags
+
+
+def test_a_task_of_a_worker_that_runs_celery_durable(setup: Setup) -> None:
+    """There Celery calls the errback inline with the exception: its type, message and traceback
+    are recorded without the result backend (which holds nothing: task_ignore_result)."""
+    state = setup.run([["calltask.own", ["ab"], {}, {}],
+                       ["calltask.own", ["zz"], {"fail": True}, {}]])
+    assert state.output == ["AB", ["LookupError", "no such sku zz"]]
+    failure = setup.completions(state.instance_id)[1]
+    assert failure.kind == "TaskFailed"
+    assert 'raise LookupError(f"no such sku {sku}")' in failure.data["stack_trace"]
+    celery_id = messages.activity_task_id(state.instance_id, _execution(setup, state), 1, 1)
+    assert setup.app.backend.get_task_meta(celery_id)["status"] == "PENDING"
 
 
 def test_a_duplicate_completion_is_recorded_once(setup: Setup) -> None:
