@@ -27,7 +27,7 @@ from celery_durable.engine.actions import (
 from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.errors import UnknownNameError, VersionMismatchError
+from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
 from celery_durable.runtime import messages
 from celery_durable.runtime.cache import StateCache
 from celery_durable.store import (
@@ -266,7 +266,7 @@ class EpisodeRunner:
                                                              inst.name))
         elif isinstance(action, ScheduleTask):
             if action.name in registry.activities:
-                self._fail_task(inst, execution_id, action.task_id, UnknownNameError(
+                self._fail_task(inst, execution_id, action.task_id, TaskCallError(
                     f"{action.name!r} is an activity, and call_task sends plain Celery tasks "
                     "with their own arguments: call it with ctx.call_activity"), commit, now)
                 return

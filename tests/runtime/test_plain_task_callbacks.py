@@ -112,3 +112,21 @@ def test_a_result_kombu_decodes_to_a_datetime_is_recorded_as_a_failure(
     assert state is not None and state.failure_details is not None
     assert "the result of Celery task 'other.team.task' is not JSON-serialisable: value at $ " \
            "is a datetime" in state.failure_details.message
+
+
+def test_an_activity_called_by_name_with_call_task_fails_the_task(durable: Durable) -> None:
+    @durable.activity(name="plain.act")
+    def act(ctx: Any, value: Any) -> Any:
+        return value
+
+    @durable.orchestrator(name="plain.wrong")
+    def wrong(ctx: Any, _: Any) -> Any:
+        return (yield ctx.call_task("plain.act", args=[1]))
+
+    iid = durable.client.schedule_new_orchestration("plain.wrong")
+    assert durable.runner.run(iid, wait=True)
+    assert durable.runner.run(iid, wait=True)  # the failure it left in the inbox
+    state = durable.client.get_orchestration_state(iid)
+    assert state is not None and state.failure_details is not None
+    assert "TaskCallError: 'plain.act' is an activity, and call_task sends plain Celery " \
+           "tasks" in state.failure_details.message
