@@ -4,12 +4,12 @@ their own retries included, and their result or final failure is recorded like a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from celery import Celery, shared_task
 
-from celery_durable import Durable, OrchestrationStatus, TaskFailedError
+from celery_durable import Durable, OrchestrationStatus, RetryPolicy, TaskFailedError
 from celery_durable.testing import DurableTestEnv
 
 Status = OrchestrationStatus
@@ -59,6 +59,12 @@ def calls(ctx, plan):  # type: ignore[no-untyped-def]
     return results
 
 
+@durable.orchestrator(name="harness.call_with_policy")
+def call_with_policy(ctx, fail_times):  # type: ignore[no-untyped-def]
+    policy = RetryPolicy(first_retry_interval=timedelta(minutes=5), max_number_of_attempts=2)
+    return (yield ctx.call_task(flaky, args=[fail_times], retry_policy=policy))
+
+
 @pytest.fixture
 def env() -> Iterator[DurableTestEnv]:
     attempts.clear()
@@ -104,3 +110,17 @@ def test_an_unknown_task_name_is_a_clear_error(env: DurableTestEnv) -> None:
     with pytest.raises(Exception, match=r"ctx.call_task\('other.team.task'\): no Celery task "
                                         "of that name is registered in the test environment"):
         env.schedule_new_orchestration(calls, input=[["other.team.task", [], {}]])
+
+
+def test_a_retry_policy_sends_a_new_attempt_after_a_durable_timer(env: DurableTestEnv) -> None:
+    """Attempt 1 fails after Celery's own 3 retries (4 runs); a durable timer later, attempt 2
+    succeeds at its first run."""
+    iid = env.schedule_new_orchestration(call_with_policy, input=4)
+    state = env.wait_for_orchestration_completion(iid)
+    assert state.runtime_status is Status.COMPLETED, state.failure_details
+    assert state.output == "ok after 5"
+    history = env.get_orchestration_history(iid)
+    assert [(e.kind, e.name, (e.data or {}).get("attempt")) for e in history
+            if e.kind in ("TaskScheduled", "TimerCreated")] == [
+        ("TaskScheduled", "billing.flaky", 1), ("TimerCreated", "retry", None),
+        ("TaskScheduled", "billing.flaky", 2)]
