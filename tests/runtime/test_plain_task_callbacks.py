@@ -15,7 +15,7 @@ from kombu.exceptions import EncodeError
 
 from celery_durable import Durable
 from celery_durable.engine.actions import ScheduleTask
-from celery_durable.runtime import messages, plain_tasks
+from celery_durable.runtime import inbound, messages, plain_tasks
 from celery_durable.runtime.redispatch import redispatch_message
 from celery_durable.store.overdue import OverdueTask
 
@@ -130,3 +130,12 @@ def test_an_activity_called_by_name_with_call_task_fails_the_task(durable: Durab
     assert state is not None and state.failure_details is not None
     assert "TaskCallError: 'plain.act' is an activity, and call_task sends plain Celery " \
            "tasks" in state.failure_details.message
+
+
+def test_the_callbacks_take_json_messages_only(durable: Durable) -> None:
+    """A pickled callback message is refused before its body is decoded (see inbound.py)."""
+    for name in (messages.TASK_SUCCEEDED, messages.TASK_FAILED):
+        task = durable.app.tasks[name]
+        assert task.Strategy == inbound.STRATEGY
+        assert getattr(task, "durable_json_only_header", None) is None  # every message
+        assert task.acks_late and task.ignore_result
