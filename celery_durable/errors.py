@@ -81,3 +81,9 @@ class VersionMismatchError(DurableError):
 class ConfigurationError(DurableError):
     """The ``durable_*`` settings changed after they were used (e.g. the app was configured after
     its store was opened), or hold a value that cannot work."""
+
+
+class TaskCallError(DurableError, ValueError):
+    """``ctx.call_task`` was given something it cannot send: a Celery option that would take
+    the call out of celery_durable's hands (``link``, ``task_id``, ``serializer``, ...), an
+    option value that is not JSON, or a task that is not a Celery task or a name."""

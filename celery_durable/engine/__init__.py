@@ -5,6 +5,7 @@ from celery_durable.engine.actions import (
     CreateTimer,
     ScheduleActivity,
     ScheduleSubOrchestration,
+    ScheduleTask,
     TerminateOrchestration,
     action_from_json,
     action_to_json,
@@ -20,6 +21,7 @@ from celery_durable.engine.tasks import Task, when_all, when_any
 __all__ = [
     "Action", "ContinueAsNew", "CreateTimer", "EpisodeResult", "FailureDetails", "HistoryEvent",
     "Orchestration", "OrchestrationContext", "OrchestrationStatus", "RetryPolicy",
-    "ScheduleActivity", "ScheduleSubOrchestration", "Task", "TerminateOrchestration",
+    "ScheduleActivity", "ScheduleSubOrchestration", "ScheduleTask", "Task",
+    "TerminateOrchestration",
     "action_from_json", "action_to_json", "execute", "when_all", "when_any",
 ]

@@ -20,6 +20,19 @@ class ScheduleActivity:
 
 
 @dataclass(frozen=True)
+class ScheduleTask:
+    """Send Celery task ``name`` with its own ``args`` / ``kwargs`` (and Celery ``options``:
+    queue, priority, countdown, ...); report its result or final failure as task ``task_id``."""
+
+    task_id: int
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
 class CreateTimer:
     """Deliver ``TimerFired(task_id)`` at ``fire_at`` (aware UTC)."""
 
@@ -47,11 +60,12 @@ class TerminateOrchestration:
     recursive: bool = True
 
 
-Action = ScheduleActivity | CreateTimer | ScheduleSubOrchestration | TerminateOrchestration
-Scheduling = ScheduleActivity | CreateTimer | ScheduleSubOrchestration
+Action = (ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration
+          | TerminateOrchestration)
+Scheduling = ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration
 
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in
-                           (ScheduleActivity, CreateTimer, ScheduleSubOrchestration,
+                           (ScheduleActivity, ScheduleTask, CreateTimer, ScheduleSubOrchestration,
                             TerminateOrchestration)}
 
 
@@ -71,3 +85,13 @@ def action_from_json(data: dict[str, Any]) -> Action:
         fields["fire_at"] = utc(datetime.fromisoformat(fields["fire_at"]))
     action: Action = cls(**fields)
     return action
+
+
+def scheduled_task_of(task_id: int, name: str, data: Any) -> ScheduleTask | None:
+    """The `ScheduleTask` a ``TaskScheduled`` event of ``ctx.call_task`` records (its data has
+    ``celery_task: true``), or None for an activity's."""
+    if not isinstance(data, dict) or not data.get("celery_task"):
+        return None
+    return ScheduleTask(task_id, name, list(data.get("args") or []),
+                        dict(data.get("kwargs") or {}), dict(data.get("options") or {}),
+                        int(data.get("attempt") or 1))

@@ -19,10 +19,12 @@ from celery_durable.engine.actions import (
     CreateTimer,
     ScheduleActivity,
     ScheduleSubOrchestration,
+    ScheduleTask,
     Scheduling,
 )
 from celery_durable.engine.history import utc
 from celery_durable.engine.retry import RetryPolicy
+from celery_durable.engine.task_calls import task_arguments, task_name_of, task_options
 from celery_durable.engine.tasks import CompletableTask, Task, WhenAllTask, WhenAnyTask
 from celery_durable.ids import check_instance_id
 from celery_durable.payload import from_json, to_json
@@ -31,6 +33,7 @@ from celery_durable.versioning import Version, compare_versions
 #: which history events may complete the task an action scheduled
 COMPLETIONS_OF: dict[type, frozenset[str]] = {
     ScheduleActivity: frozenset({h.TASK_COMPLETED, h.TASK_FAILED}),
+    ScheduleTask: frozenset({h.TASK_COMPLETED, h.TASK_FAILED}),
     CreateTimer: frozenset({h.TIMER_FIRED}),
     ScheduleSubOrchestration: frozenset({h.SUB_ORCHESTRATION_COMPLETED,
                                          h.SUB_ORCHESTRATION_FAILED}),
@@ -179,6 +182,22 @@ class OrchestrationContext:
             return ScheduleActivity(task_id, name, payload, attempt)
 
         return self._call(make, f"activity {name!r}", retry_policy)
+
+    def call_task(self, task: Any, *, args: Any = (), kwargs: dict[str, Any] | None = None,
+                  retry_policy: RetryPolicy | None = None, **celery_options: Any) -> Task[Any]:
+        """Send an existing Celery task (a task object or its name) with its own ``args`` and
+        ``kwargs``; the task completes with its return value, or fails with TaskFailedError once
+        Celery's own retries are over. ``celery_options`` (queue, priority, countdown, expires,
+        time_limit, ...) go to ``send_task``; without ``queue`` the app's ``task_routes``
+        decide."""
+        name = task_name_of(task)
+        call_args, call_kwargs = task_arguments(name, args, kwargs, self._max_payload_bytes)
+        options = task_options(name, celery_options)
+
+        def make(task_id: int, attempt: int) -> Scheduling:
+            return ScheduleTask(task_id, name, call_args, call_kwargs, options, attempt)
+
+        return self._call(make, f"Celery task {name!r}", retry_policy)
 
     def call_sub_orchestrator(self, orchestrator: Any, *, input: Any = None,
                               instance_id: str | None = None,

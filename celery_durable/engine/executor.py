@@ -25,6 +25,7 @@ from celery_durable.engine.actions import (
     CreateTimer,
     ScheduleActivity,
     ScheduleSubOrchestration,
+    ScheduleTask,
     TerminateOrchestration,
 )
 from celery_durable.engine.context import OrchestrationContext, RetryableTask
@@ -71,6 +72,8 @@ class EpisodeResult:
 def describe_action(action: Action) -> str:
     if isinstance(action, ScheduleActivity):
         return f"activity {action.name!r} (task {action.task_id})"
+    if isinstance(action, ScheduleTask):
+        return f"Celery task {action.name!r} (task {action.task_id})"
     if isinstance(action, ScheduleSubOrchestration):
         return f"sub-orchestration {action.name!r} (task {action.task_id})"
     if isinstance(action, CreateTimer):
@@ -79,11 +82,16 @@ def describe_action(action: Action) -> str:
 
 
 def _scheduling_kind(action: Action) -> str:
-    if isinstance(action, ScheduleActivity):
+    if isinstance(action, (ScheduleActivity, ScheduleTask)):
         return h.TASK_SCHEDULED
     if isinstance(action, ScheduleSubOrchestration):
         return h.SUB_ORCHESTRATION_CREATED
     return h.TIMER_CREATED
+
+
+def _is_task_call(event: HistoryEvent) -> bool:
+    """Whether a ``TaskScheduled`` event records a ``ctx.call_task`` (not an activity)."""
+    return isinstance(event.data, dict) and bool(event.data.get("celery_task"))
 
 
 class Orchestration:
@@ -167,7 +175,8 @@ class Orchestration:
                     f"history has {event.describe()} but the code did not schedule it "
                     f"({self._what_code_does()})")
             if _scheduling_kind(action) != event.kind or \
-                    getattr(action, "name", event.name) != event.name:
+                    getattr(action, "name", event.name) != event.name or \
+                    isinstance(action, ScheduleTask) != _is_task_call(event):
                 raise NonDeterminismError(
                     f"history has {event.describe()} but the code scheduled "
                     f"{describe_action(action)}")
@@ -371,8 +380,8 @@ class Orchestration:
             if not isinstance(yielded, Task):
                 self._finish_with_exception(TypeError(
                     f"the orchestrator yielded {yielded!r}; yield tasks made by ctx.call_activity, "
-                    "ctx.create_timer, ctx.wait_for_external_event, ctx.call_sub_orchestrator, "
-                    "when_all or when_any"))
+                    "ctx.call_task, ctx.create_timer, ctx.wait_for_external_event, "
+                    "ctx.call_sub_orchestrator, when_all or when_any"))
                 return
             self._waiting_on = yielded
             if not yielded.is_complete:
@@ -448,6 +457,11 @@ class Orchestration:
         if isinstance(action, ScheduleActivity):
             return self._event(h.TASK_SCHEDULED, now, task_id=action.task_id, name=action.name,
                                data={"input": action.input, "attempt": action.attempt})
+        if isinstance(action, ScheduleTask):
+            return self._event(h.TASK_SCHEDULED, now, task_id=action.task_id, name=action.name,
+                               data={"celery_task": True, "args": action.args,
+                                     "kwargs": action.kwargs, "options": action.options,
+                                     "attempt": action.attempt})
         if isinstance(action, ScheduleSubOrchestration):
             return self._event(h.SUB_ORCHESTRATION_CREATED, now, task_id=action.task_id,
                                name=action.name,

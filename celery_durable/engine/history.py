@@ -13,6 +13,8 @@ kind                       task_id    name             data
 ExecutionStarted           -          orchestrator     {input, version, parent_instance_id,
                                                         parent_task_id, generation}
 TaskScheduled              task id    activity         {input, attempt}
+                                      or Celery task   (ctx.call_task: {celery_task: true, args,
+                                                        kwargs, options, attempt})
 TaskCompleted              task id    -                result
 TaskFailed                 task id    -                FailureDetails JSON
 TimerCreated               task id    "retry" or None  {fire_at}

@@ -132,27 +132,7 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
         return result
 
     def _record(task: Any, instance_id: str, item: Any, orchestrator: str) -> None:
-        try:
-            _record_again_on_database_errors(instance_id, item, orchestrator)
-        except OrchestrationNotFoundError:
-            logger.info("orchestration %s no longer exists (purged): dropped %s of task %s",
-                        instance_id, item.event.kind, item.event.task_id)
-        except Exception as exc:  # the store stays unreachable: run again rather than lose it
-            logger.warning("recording %s of %s failed (%s); the task will be retried",
-                           item.event.kind, instance_id, exc)
-            raise task.retry(exc=exc, countdown=1.0, max_retries=None) from exc
-
-    def _record_again_on_database_errors(instance_id: str, item: Any, orchestrator: str) -> None:
-        for attempt in range(RECORD_ATTEMPTS - 1):
-            try:
-                durable.record(instance_id, item, orchestrator)
-                return
-            except DBAPIError as exc:  # a dropped connection, a restarting database
-                delay = RECORD_BACKOFF * 2 ** attempt
-                logger.warning("recording %s of %s failed (%s); trying again in %.1fs",
-                               item.event.kind, instance_id, exc, delay)
-                time.sleep(delay)
-        durable.record(instance_id, item, orchestrator)  # the last attempt's error propagates
+        record_completion(durable, task, instance_id, item, orchestrator)
 
     # Celery builds a signature checker by exec'ing ``def <__name__>(...)``: a lambda's
     # "<lambda>" (or any name that is not an identifier) would break the whole app
@@ -162,6 +142,37 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     run.__module__ = definition.fn.__module__
     return durable.app.task(run, name=definition.name, bind=True, shared=False,
                             base=ActivityTask, **options)
+
+
+def record_completion(durable: Durable, task: Any, instance_id: str, item: Any,
+                      orchestrator: str) -> None:
+    """Record a task's completion ``item`` for its instance (`Durable.record`). A database
+    error is tried again in place (`RECORD_ATTEMPTS`); should the store stay unreachable, the
+    Celery ``task`` is retried (a task called directly, e.g. an errback run inline, re-raises
+    instead: the sweeper's re-dispatch runs the work again later). A purged instance drops it."""
+    try:
+        _record_again_on_database_errors(durable, instance_id, item, orchestrator)
+    except OrchestrationNotFoundError:
+        logger.info("orchestration %s no longer exists (purged): dropped %s of task %s",
+                    instance_id, item.event.kind, item.event.task_id)
+    except Exception as exc:  # the store stays unreachable: run again rather than lose it
+        logger.warning("recording %s of %s failed (%s); the task will be retried",
+                       item.event.kind, instance_id, exc)
+        raise task.retry(exc=exc, countdown=1.0, max_retries=None) from exc
+
+
+def _record_again_on_database_errors(durable: Durable, instance_id: str, item: Any,
+                                     orchestrator: str) -> None:
+    for attempt in range(RECORD_ATTEMPTS - 1):
+        try:
+            durable.record(instance_id, item, orchestrator)
+            return
+        except DBAPIError as exc:  # a dropped connection, a restarting database
+            delay = RECORD_BACKOFF * 2 ** attempt
+            logger.warning("recording %s of %s failed (%s); trying again in %.1fs",
+                           item.event.kind, instance_id, exc, delay)
+            time.sleep(delay)
+    durable.record(instance_id, item, orchestrator)  # the last attempt's error propagates
 
 
 def _now() -> datetime:

@@ -27,7 +27,7 @@ from celery_durable.registry import (
     make_activity,
     make_orchestrator,
 )
-from celery_durable.runtime import filesystem, inbound, messages
+from celery_durable.runtime import filesystem, inbound, messages, plain_tasks
 from celery_durable.runtime.activity import make_activity_task
 from celery_durable.runtime.censor import hide_store_url_in_reports
 from celery_durable.runtime.episode import EpisodeRunner
@@ -179,6 +179,8 @@ class Durable:
                              execution_id)
             with _store_outage_retried(task, instance_id):
                 runner.run(instance_id, [item], wait=True)
+
+        plain_tasks.register_callbacks(self)
 
         @app.task(name=messages.SWEEP_TASK, bind=True, shared=False, ignore_result=True,
                   Strategy=inbound.STRATEGY)

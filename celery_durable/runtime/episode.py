@@ -21,12 +21,13 @@ from celery_durable.engine.actions import (
     CreateTimer,
     ScheduleActivity,
     ScheduleSubOrchestration,
+    ScheduleTask,
     TerminateOrchestration,
 )
 from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.errors import UnknownNameError, VersionMismatchError
+from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
 from celery_durable.runtime import messages
 from celery_durable.runtime.cache import StateCache
 from celery_durable.store import (
@@ -277,6 +278,14 @@ class EpisodeRunner:
                 return
             commit.outbox.append(messages.activity_message(iid, execution_id, action, queue,
                                                              inst.name))
+        elif isinstance(action, ScheduleTask):
+            if action.name in registry.activities:
+                self._fail_task(inst, execution_id, action.task_id, TaskCallError(
+                    f"{action.name!r} is an activity, and call_task sends plain Celery tasks "
+                    "with their own arguments: call it with ctx.call_activity"), commit, now)
+                return
+            commit.outbox.append(messages.plain_task_message(
+                iid, execution_id, action, inst.name, self.durable.episode_queue(inst.name)))
         elif isinstance(action, CreateTimer):
             near = action.fire_at - now <= self.durable.settings.timer_horizon
             commit.timers.append(TimerRow(action.task_id, action.fire_at,

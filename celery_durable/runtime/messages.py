@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-from celery_durable.engine.actions import ScheduleActivity
+from celery_durable.engine.actions import ScheduleActivity, ScheduleTask
 from celery_durable.engine.history import utc
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 EPISODE_TASK = "celery_durable.episode"
 TIMER_TASK = "celery_durable.timer"
 SWEEP_TASK = "celery_durable.sweep"
+#: the link / link_error callbacks of a ``ctx.call_task`` (`celery_durable.runtime.plain_tasks`)
+TASK_SUCCEEDED = "celery_durable.task_succeeded"
+TASK_FAILED = "celery_durable.task_failed"
 DURABLE_HEADER = "durable"
 #: header of a message the sweeper re-dispatched: how many times its task was re-dispatched
 REDISPATCH_HEADER = "durable_redispatch"
@@ -70,6 +73,30 @@ def activity_message(instance_id: str, execution_id: str, action: ScheduleActivi
     if queue:
         options["queue"] = queue
     return {"task": action.name, "args": [action.input], "options": options}
+
+
+def plain_task_message(instance_id: str, execution_id: str, action: ScheduleTask,
+                       orchestrator: str, callback_queue: str) -> Message:
+    """The message of a ``ctx.call_task``: the task's own args and kwargs, our header, and
+    ``link`` / ``link_error`` callbacks to celery_durable's tasks on ``callback_queue`` (the
+    instance's episode queue). The callbacks carry everything they record (JSON, so that a
+    worker without celery_durable can send them on), and are sent as JSON whatever the
+    task's app serializes with."""
+    header = [instance_id, execution_id, action.task_id, action.attempt, orchestrator]
+
+    def callback(task: str) -> dict[str, Any]:
+        return {"task": task, "args": [], "kwargs": {"call": header, "name": action.name},
+                "options": {"queue": callback_queue, "serializer": "json"},
+                "subtask_type": None, "immutable": False}
+
+    options: dict[str, Any] = {
+        **action.options,
+        "task_id": activity_task_id(instance_id, execution_id, action.task_id, action.attempt),
+        "headers": {DURABLE_HEADER: header},
+        "link": [callback(TASK_SUCCEEDED)], "link_error": [callback(TASK_FAILED)],
+    }
+    return {"task": action.name, "args": list(action.args), "kwargs": dict(action.kwargs),
+            "options": options}
 
 
 def timer_message(instance_id: str, execution_id: str, task_id: int, fire_at: datetime,

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from celery_durable.engine import history as h
-from celery_durable.engine.actions import ScheduleActivity
+from celery_durable.engine.actions import ScheduleActivity, scheduled_task_of
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import UnknownNameError
 from celery_durable.payload import loads
@@ -209,6 +209,13 @@ class _Plan:
     def activity(self, record: InstanceRecord, event: h.HistoryEvent) -> None:
         assert event.task_id is not None and event.name is not None
         data = event.data if isinstance(event.data, dict) else {}
+        call = scheduled_task_of(event.task_id, event.name, data)
+        if call is not None:  # a ctx.call_task: sent by name, with its link and link_error
+            self.messages.append(messages.plain_task_message(
+                record.instance_id, record.execution_id, call, record.name,
+                self.durable.episode_queue(record.name)))
+            self.report.activities += 1
+            return
         try:
             queue = self.durable.registry.activity(event.name).queue
         except UnknownNameError:

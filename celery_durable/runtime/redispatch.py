@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from celery import Celery
+from kombu.exceptions import ContentDisallowed
 
-from celery_durable.engine.actions import ScheduleActivity
+from celery_durable.engine.actions import ScheduleActivity, scheduled_task_of
 from celery_durable.engine.history import utc
 from celery_durable.errors import UnknownNameError
 from celery_durable.runtime import messages, queued
@@ -78,7 +79,7 @@ def redispatch(durable: Durable, now: datetime | None = None) -> int:
     for task in stranded:
         logger.info("re-dispatched %s of instance %s (task %d, Celery id %s): no completion "
                     "after %.0fs and no live worker holds it (re-dispatch %d)",
-                    f"timer {task.task_id}" if task.is_timer else f"activity {task.name!r}",
+                    _what(task),
                     task.instance_id, task.task_id, celery_task_id(task),
                     bound.total_seconds(), task.redispatched + 1)
     return len(stranded)
@@ -90,8 +91,17 @@ def held_by_workers(app: Celery, celery_ids: list[str]) -> set[str] | None:
     # (a pending BRPOP on Redis), and a pooled connection in that state hangs the after-fork
     # cleanup of every process forked later (kombu closes pooled connections in the child)
     with app.connection_for_read() as conn:
-        replies = app.control.inspect(timeout=INSPECT_TIMEOUT, connection=conn).query_task(
-            *celery_ids)
+        try:
+            replies = app.control.inspect(timeout=INSPECT_TIMEOUT, connection=conn).query_task(
+                *celery_ids)
+        except ContentDisallowed as exc:
+            # a worker of another app (a team whose tasks ctx.call_task calls) answers control
+            # commands in its task_serializer; pickle is never accepted here
+            logger.warning("a worker answered query_task in a serializer this app does not "
+                           "accept (%s): give its app task_serializer='json' (or accept "
+                           "nothing but JSON) so that the sweeper can tell which tasks run",
+                           exc)
+            return None
     if not replies:
         return None
     held = set()
@@ -119,6 +129,11 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
                                          utc(datetime.fromisoformat(data["fire_at"])),
                                          durable.settings.episode_queue)
         message["options"]["headers"] = {}
+    elif (call := scheduled_task_of(task.task_id, task.name or "", data)) is not None:
+        # a ctx.call_task: the same message, task id, link and link_error
+        message = messages.plain_task_message(task.instance_id, task.execution_id, call,
+                                              task.orchestrator,
+                                              durable.episode_queue(task.orchestrator))
     else:
         assert task.name is not None
         action = ScheduleActivity(task.task_id, task.name, data.get("input"), _attempt(task))
@@ -129,10 +144,21 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
     return message
 
 
+def _what(task: OverdueTask) -> str:
+    if task.is_timer:
+        return f"timer {task.task_id}"
+    if scheduled_task_of(task.task_id, task.name or "", task.data) is not None:
+        return f"Celery task {task.name!r}"
+    return f"activity {task.name!r}"
+
+
 def _queue(durable: Durable, task: OverdueTask) -> str:
     if task.is_timer:
         return queued.queue_of(durable.app, messages.TIMER_TASK, durable.settings.episode_queue)
     assert task.name is not None
+    call = scheduled_task_of(task.task_id, task.name, task.data)
+    if call is not None:
+        return queued.queue_of(durable.app, task.name, call.options.get("queue"))
     return queued.queue_of(durable.app, task.name, durable.registry.activity(task.name).queue)
 
 
@@ -142,8 +168,8 @@ def _attempt(task: OverdueTask) -> int:
 
 
 def _routable(durable: Durable, task: OverdueTask) -> bool:
-    if task.is_timer:
-        return True
+    if task.is_timer or scheduled_task_of(task.task_id, task.name or "", task.data):
+        return True  # a Celery task called by name: any process can send it
     try:
         durable.registry.activity(task.name or "")
     except UnknownNameError:

@@ -36,10 +36,12 @@ from celery_durable.client import DurableClient, to_state
 from celery_durable.engine.context import name_of
 from celery_durable.engine.history import utc
 from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.errors import DurableError
+from celery_durable.errors import DurableError, UnknownNameError
 from celery_durable.registry import ActivityDef
+from celery_durable.runtime import plain_tasks
 from celery_durable.runtime.activity import ActivityContext, ActivityFailed
 from celery_durable.runtime.durable import Durable, durable_of
+from celery_durable.runtime.messages import DURABLE_HEADER, TASK_FAILED, TASK_SUCCEEDED
 from celery_durable.runtime.sweeper import sweep
 from celery_durable.state import OrchestrationState
 from celery_durable.testing.clock import ClockedRunner, TestClock
@@ -120,6 +122,8 @@ class DurableTestEnv(DurableClient):
         self._real: dict[str, ActivityDef | None] = {}
         self._scheduled_ids: list[str] = []
         user = _user_durable(app)
+        #: the user's app: the Celery tasks that ctx.call_task runs here are looked up on it
+        self.user_app = user.app if user is not None else None
         self.app = _InProcessApp(self._post)
         self.app.conf.update(durable_sweeper_enabled=False, task_ignore_result=True)
         versioning = user.versioning if user is not None else VersioningOptions()
@@ -219,11 +223,40 @@ class DurableTestEnv(DurableClient):
         """Run the message's task here, as a worker would (an activity's failure is an outcome
         the orchestration handles; any other error is the test's)."""
         options = message["options"]
+        if "link_error" in options:
+            self._run_celery_task(message)
+            return
         task = self.app.tasks[message["task"]]
         result = task.apply(args=message["args"], kwargs=message["kwargs"],
                             task_id=options.get("task_id"), headers=options.get("headers"))
         if result.failed() and not isinstance(result.result, ActivityFailed):
             raise result.result
+
+    def _run_celery_task(self, message: dict[str, Any]) -> None:
+        """Run the Celery task of a ``ctx.call_task`` eagerly (``Task.apply``: its own retries
+        run at once) and record its result or final failure, as its link callbacks would."""
+        name, options = message["task"], message["options"]
+        task = self._celery_task(name)
+        header = options["headers"][DURABLE_HEADER]
+        result = task.apply(args=message["args"], kwargs=message["kwargs"],
+                            task_id=options.get("task_id"), headers=options.get("headers"))
+        if result.successful():
+            plain_tasks.record_success(self.durable, self.app.tasks[TASK_SUCCEEDED], header,
+                                       name, result.result)
+        else:
+            failure = plain_tasks.exception_details(name, result.result, result.traceback)
+            plain_tasks.record_failure(self.durable, self.app.tasks[TASK_FAILED], header, name,
+                                       failure)
+
+    def _celery_task(self, name: str) -> Any:
+        for app in (self.user_app, self.app):
+            if app is not None and name in app.tasks:
+                return app.tasks[name]
+        raise UnknownNameError(
+            f"ctx.call_task({name!r}): no Celery task of that name is registered in the test "
+            "environment; define it with @shared_task, or on the app given as "
+            "DurableTestEnv(app=...), and import its module before the test runs (a task of "
+            "another service can be replaced by a stand-in registered under its name)")
 
     # -- activities ----------------------------------------------------------------------------
     def mock_activity(self, activity: Any, *, returns: Any = UNSET,

@@ -86,3 +86,17 @@ def test_svg_has_one_escaped_rect_per_bar() -> None:
 def test_durations_read_naturally() -> None:
     assert [format_duration(s) for s in (0.042, 12.34, 245, 3 * 3600 + 120, 50 * 3600)] == [
         "0.04 s", "12.3 s", "4 min 05 s", "3 h 02 min", "2 d 2 h"]
+
+
+def test_a_called_celery_task_is_a_bar_like_an_activity() -> None:
+    data = {"celery_task": True, "args": [1], "kwargs": {}, "options": {}, "attempt": 1}
+    events = _events(
+        (0, h.EXECUTION_STARTED, None, "order", {}),
+        (0, h.TASK_SCHEDULED, 0, "billing.charge", data),
+        (2, h.TASK_COMPLETED, 0, None, {"charged": 1}),
+        (2, h.EXECUTION_COMPLETED, None, None, {"status": "COMPLETED"}),
+    )
+    timeline = build_timeline("o", "abcdef0123", events, T0 + timedelta(hours=1))
+    assert _kinds(timeline) == [("orchestration", "order", "completed"),
+                                ("activity", "billing.charge", "completed")]
+    assert timeline.bars[1].celery_task_id == "o:abcdef01:0:1"  # the id the message was sent with
