@@ -13,6 +13,7 @@ Inside Django's ``transaction.atomic()`` the same happens without ``session=`` (
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ def same_database(a: str | URL, b: str | URL) -> bool:
     if name_a != name_b:
         return False
     if name_a == "sqlite":
-        return _sqlite_path(ua) == _sqlite_path(ub)
+        path = _sqlite_path(ua)
+        return path is not None and path == _sqlite_path(ub)
     default_port = {"postgresql": 5432, "mysql": 3306}.get(name_a)
     return ((ua.host or "localhost", ua.port or default_port, ua.database)
             == (ub.host or "localhost", ub.port or default_port, ub.database))
@@ -82,8 +84,6 @@ def _backend(url: URL) -> str:
 
 
 def _sqlite_path(url: URL) -> str | None:
-    import os
-
     database = url.database
     if not database or database == ":memory:":
         return None  # every in-memory database is another one
