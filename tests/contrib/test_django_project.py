@@ -61,10 +61,10 @@ class Project:
         except urllib.error.HTTPError as error:
             return error.code, None
 
-    def shell(self, code: str) -> subprocess.CompletedProcess[str]:
+    def shell(self, code: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=PROJECT,
-                              env=self.env, capture_output=True, text=True, timeout=120,
-                              check=False)
+                              env={**self.env, **env}, capture_output=True, text=True,
+                              timeout=120, check=False)
 
     def completes(self, instance_id: str) -> Any:
         with logs_on_failure(self.processes):
@@ -206,3 +206,27 @@ def test_celery_durable_settings_come_from_django_settings(project: Project) -> 
     assert sa.make_url(url).database == sa.make_url(project.durable.store.url).database
     assert url.startswith("postgresql+psycopg://postgres@127.0.0.1:5432/")
     assert timings == "0.5 0:00:02"
+
+
+def test_a_store_on_another_database_waits_for_the_commit(project: Project,
+                                                          tmp_path: Path) -> None:
+    # the start is deferred with transaction.on_commit: nothing exists before the commit,
+    # nothing at all after a rollback
+    proc = project.shell(
+        "from django.db import transaction; from proj.celery import durable; "
+        "from shop.tasks import fulfil; client = durable.client\n"
+        "with transaction.atomic():\n"
+        "    kept = client.schedule_new_orchestration(fulfil, input=1)\n"
+        "    assert client.get_orchestration_state(kept) is None\n"
+        "assert client.get_orchestration_state(kept) is not None\n"
+        "try:\n"
+        "    with transaction.atomic():\n"
+        "        lost = client.schedule_new_orchestration(fulfil, input=2)\n"
+        "        raise KeyError\n"
+        "except KeyError:\n"
+        "    pass\n"
+        "assert client.get_orchestration_state(lost) is None\n"
+        "print('ok')\n",
+        SHOP_STORE_URL=f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("ok")

@@ -31,6 +31,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # the store on Django's own database: starts inside atomic() join its transaction
-CELERY_DURABLE_STORE_URL = store_url(DATABASES["default"])
+# (SHOP_STORE_URL: a store elsewhere, whose starts wait for the commit)
+CELERY_DURABLE_STORE_URL = os.environ.get("SHOP_STORE_URL") or store_url(DATABASES["default"])
 CELERY_DURABLE_SWEEP_INTERVAL = 0.5
 CELERY_DURABLE_RECOVERY_GRACE = 2
