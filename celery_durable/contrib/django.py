@@ -154,16 +154,17 @@ def _sqlalchemy_connection(django_connection: Any) -> Connection:
             f"Django's connection uses the driver {module!r}, which the store cannot write "
             f"through (it knows {sorted(_DBAPI_DRIVERS)}); schedule outside atomic(), or put "
             "the store on another database")
+    record: Any = _Record(raw)
     with _engines_lock:
         engine = _engines.get(driver)
         fresh = engine is None
         if engine is None:
-            engine = _engines[driver] = create_engine(URL.create(driver))
-    record: Any = _Record(raw)
-    conn = Connection(engine, connection=_AdhocProxiedConnection(raw, record),
-                      _has_events=False, _allow_revalidate=False, _allow_autobegin=False)
-    if fresh:
-        engine.dialect.initialize(conn)  # reads only (server version, ...)
+            engine = create_engine(URL.create(driver))
+        conn = Connection(engine, connection=_AdhocProxiedConnection(raw, record),
+                          _has_events=False, _allow_revalidate=False, _allow_autobegin=False)
+        if fresh:
+            engine.dialect.initialize(conn)  # reads only (server version, ...)
+            _engines[driver] = engine
     return conn
 
 
