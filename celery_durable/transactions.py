@@ -21,18 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session
 
 from celery_durable.errors import DurableError
 from celery_durable.store.engine import masked_url
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from celery_durable.store import Store
 
 logger = logging.getLogger(__name__)
 Callback = Callable[[], None]
 #: the key, in ``Session.info`` / ``Connection.info``, of the callbacks waiting for a commit
 _PENDING = "celery_durable.after_commit"
+#: host names of this machine's own database server
+_LOCAL = {None, "", "localhost", "127.0.0.1", "::1"}
 
 
 class TransactionMismatchError(DurableError, ValueError):
@@ -74,8 +77,9 @@ def same_database(a: str | URL, b: str | URL) -> bool:
         path = _sqlite_path(ua)
         return path is not None and path == _sqlite_path(ub)
     default_port = {"postgresql": 5432, "mysql": 3306}.get(name_a)
-    return ((ua.host or "localhost", ua.port or default_port, ua.database)
-            == (ub.host or "localhost", ub.port or default_port, ub.database))
+    hosts = ["localhost" if u.host in _LOCAL else u.host for u in (ua, ub)]
+    return ((hosts[0], ua.port or default_port, ua.database)
+            == (hosts[1], ub.port or default_port, ub.database))
 
 
 def _backend(url: URL) -> str:
@@ -91,6 +95,8 @@ def _sqlite_path(url: URL) -> str | None:
 
 
 def _sqlalchemy_transaction(store: Store, session: Any) -> CallerTransaction:
+    from sqlalchemy.orm import Session
+
     if isinstance(session, Session):
         conn = session.connection()
         on_commit = _session_on_commit(session)

@@ -230,3 +230,11 @@ def test_a_store_on_another_database_waits_for_the_commit(project: Project,
         SHOP_STORE_URL=f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_manage_py_test_runs_the_test_environment_in_a_django_testcase(project: Project) -> None:
+    proc = subprocess.run([sys.executable, "manage.py", "test", "shop", "--noinput"],
+                          cwd=PROJECT, env=project.env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Ran 2 tests" in proc.stderr

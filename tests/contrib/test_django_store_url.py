@@ -43,7 +43,9 @@ def test_same_database_ignores_drivers_users_and_default_ports() -> None:
     assert same_database("postgresql+psycopg://a@localhost/shop",
                          "postgresql://b:pw@localhost:5432/shop")
     assert same_database("mariadb+pymysql://root@h/shop", "mysql+pymysql://root@h:3306/shop")
+    assert same_database("postgresql://127.0.0.1/shop", "postgresql://localhost/shop")
     assert not same_database("postgresql://h/shop", "postgresql://h/other")
+    assert not same_database("postgresql://h/shop", "postgresql://other-host/shop")
     assert not same_database("sqlite:///a.db", "postgresql://h/a.db")
     assert same_database("sqlite:///x/../a.db", "sqlite:///a.db")
     assert not same_database("sqlite://", "sqlite://")  # two in-memory databases
