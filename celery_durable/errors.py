@@ -76,3 +76,13 @@ class MalformedMessageError(DurableError):
 class VersionMismatchError(DurableError):
     """A worker whose ``VersioningOptions`` do not accept an instance's version failed it
     (``VersionFailureStrategy.FAIL``); the instance's ``failure_details.error_type`` names it."""
+
+
+class TransactionMismatchError(DurableError, ValueError):
+    """``schedule_new_orchestration(session=...)`` got a transaction that is not on the store's
+    database (or not in a transaction at all)."""
+
+
+class DjangoDatabaseError(DurableError, ValueError):
+    """A Django ``DATABASES`` entry that the store cannot use (see
+    ``celery_durable.contrib.django.store_url``)."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 
-from celery_durable.errors import DurableError
+from celery_durable.errors import TransactionMismatchError
 from celery_durable.store.engine import masked_url
 
 if TYPE_CHECKING:
@@ -36,10 +36,6 @@ Callback = Callable[[], None]
 _PENDING = "celery_durable.after_commit"
 #: host names of this machine's own database server
 _LOCAL = {None, "", "localhost", "127.0.0.1", "::1"}
-
-
-class TransactionMismatchError(DurableError, ValueError):
-    """``session=`` is not a transaction on the store's database."""
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 
-from celery_durable.errors import DurableError
+from celery_durable.errors import DjangoDatabaseError
 from celery_durable.transactions import CallerTransaction, run_callbacks, same_database
 
 if TYPE_CHECKING:
     from celery_durable.store import Store
+
+__all__ = ["DjangoDatabaseError", "atomic_transaction", "store_url"]
 
 #: Django database engines (their last dotted part) and the store's SQLAlchemy driver for each
 DRIVERS = {"postgresql": "postgresql+psycopg", "postgis": "postgresql+psycopg",
@@ -41,10 +43,6 @@ PG_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "opt
 _DBAPI_DRIVERS = {"psycopg": "postgresql+psycopg", "psycopg2": "postgresql+psycopg2",
                   "MySQLdb": "mysql+mysqldb", "pymysql": "mysql+pymysql",
                   "sqlite3": "sqlite+pysqlite"}
-
-
-class DjangoDatabaseError(DurableError, ValueError):
-    """A ``DATABASES`` entry the store cannot use."""
 
 
 def store_url(database: str | Mapping[str, Any] = "default") -> str:

@@ -21,9 +21,8 @@ from services import REDIS_URL, database, require
 from sqlalchemy.orm import Session
 from workers import celery_app, delete_queue
 
-from celery_durable import Durable, OrchestrationStatus
+from celery_durable import Durable, OrchestrationStatus, TransactionMismatchError
 from celery_durable.runtime import messages
-from celery_durable.transactions import TransactionMismatchError
 
 STORES = ["postgresql", "sqlite", "mariadb"]
 BROKER = f"{REDIS_URL}/13"
