@@ -24,6 +24,7 @@ from workers import celery_app, delete_queue
 from celery_durable import Durable, OrchestrationStatus, TransactionMismatchError
 from celery_durable.runtime import messages
 
+pytestmark = pytest.mark.e2e
 STORES = ["postgresql", "sqlite", "mariadb"]
 BROKER = f"{REDIS_URL}/13"
 orders = sa.Table("shop_orders", sa.MetaData(), sa.Column("id", sa.String(64), primary_key=True))

@@ -38,6 +38,7 @@ from workers import (
 from celery_durable import Durable, OrchestrationStatus
 
 pytest.importorskip("django")
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "tests" / "django_project"
