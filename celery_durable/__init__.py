@@ -25,6 +25,7 @@ from celery_durable.errors import (
     PayloadError,
     PayloadTooLargeError,
     TaskFailedError,
+    TransactionMismatchError,
     UnknownNameError,
     VersionMismatchError,
 )
@@ -47,7 +48,8 @@ __all__ = [
     "OrchestrationEndedError", "OrchestrationFailedError", "OrchestrationNotFoundError",
     "OrchestrationState", "OrchestrationStateError", "OrchestrationStatus", "Page",
     "PayloadError", "PayloadTooLargeError", "RetryPolicy",
-    "Task", "TaskFailedError", "UnknownNameError", "VersionFailureStrategy",
+    "Task", "TaskFailedError", "TransactionMismatchError", "UnknownNameError",
+    "VersionFailureStrategy",
     "VersionMatchStrategy", "VersionMismatchError", "VersioningOptions", "activity", "orchestrator", "when_all",
     "when_any",
 ]

@@ -28,6 +28,7 @@ from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
 from celery_durable.state import OrchestrationState, Page
 from celery_durable.store import InboxItem, InstanceRecord, NewInstance, Store, WakeupClaim
 from celery_durable.store.records import START_TIMER_ID
+from celery_durable.transactions import caller_transaction
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -58,13 +59,20 @@ class DurableClient:
     def schedule_new_orchestration(self, orchestrator: Any, *, input: Any = None,
                                    instance_id: str | None = None,
                                    start_at: datetime | None = None, version: str | None = None,
-                                   tags: dict[str, str] | None = None) -> str:
+                                   tags: dict[str, str] | None = None,
+                                   session: Any = None) -> str:
         """Create an instance and start it (at ``start_at``, if given); returns its id.
 
         ``orchestrator`` is a decorated function or a name: this process need not import the
         orchestrator's code. A worker that does not know the name follows its
         `VersionFailureStrategy` (FAIL: the instance fails with `UnknownNameError`; REJECT: it
-        waits for a worker that knows it)."""
+        waits for a worker that knows it).
+
+        ``session``: a SQLAlchemy ``Session`` or ``Connection`` on the store's database whose
+        transaction the instance joins: it exists if and only if that transaction commits, and
+        it starts after the commit. Inside Django's ``transaction.atomic()`` the block's
+        transaction is joined without it (see docs/transactions.md).
+        """
         name = check_orchestrator_name(orchestrator if isinstance(orchestrator, str)
                                        else name_of(orchestrator, "orchestrator"))
         instance_id = check_instance_id(uuid.uuid4().hex if instance_id is None else instance_id)
@@ -80,11 +88,26 @@ class DurableClient:
         record = NewInstance(instance_id=instance_id, name=name, version=version, input=data,
                              tags=tags, start_at=utc(start_at) if start_at else None,
                              created_at=now)
+        joined = caller_transaction(self.store, session)
+        if joined is None:
+            self._create(record, start)
+            self._start(record, now)
+        elif joined.connection is not None:  # the instance's rows go with the caller's
+            if not self.store.create_instance_in(joined.connection, record, [start]):
+                raise _already_exists(instance_id)
+            joined.on_commit(lambda: self._start(record, now))
+        else:  # a transaction on another database: create and start once it has committed
+            joined.on_commit(lambda: self._start(self._create(record, start), now))
+        return instance_id
+
+    def _create(self, record: NewInstance, start: HistoryEvent) -> NewInstance:
         if not self.store.create_instance(record, [start]):
-            raise OrchestrationAlreadyExistsError(
-                f"an orchestration with id {instance_id!r} is already running (or waiting to "
-                "start); choose another id, or wait until it has ended (the id of an ended "
-                "instance may be reused: its history is replaced)")
+            raise _already_exists(record.instance_id)
+        return record
+
+    def _start(self, record: NewInstance, now: datetime) -> None:
+        """Send the wake-up of a new instance (or, for a later start, its timer)."""
+        instance_id, name = record.instance_id, record.name
         if record.start_at is None:
             if self.durable.settings.client_episodes:
                 self._episode_here(instance_id, name)
@@ -98,7 +121,6 @@ class DurableClient:
                 messages.publish(self.durable.app, [messages.timer_message(
                     instance_id, record.execution_id, START_TIMER_ID, record.start_at,
                     self.durable.settings.episode_queue)])
-        return instance_id
 
     # -- reading -----------------------------------------------------------------------------
     def get_orchestration_state(self, instance_id: str) -> OrchestrationState | None:
@@ -227,6 +249,13 @@ class DurableClient:
     def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> int:
         """Delete an ended instance (and its sub-orchestrations); returns instances deleted."""
         return self.store.purge(check_instance_id(instance_id), recursive=recursive)
+
+
+def _already_exists(instance_id: str) -> OrchestrationAlreadyExistsError:
+    return OrchestrationAlreadyExistsError(
+        f"an orchestration with id {instance_id!r} is already running (or waiting to "
+        "start); choose another id, or wait until it has ended (the id of an ended "
+        "instance may be reused: its history is replaced)")
 
 
 def to_state(record: InstanceRecord) -> OrchestrationState:

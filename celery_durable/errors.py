@@ -87,3 +87,13 @@ class TaskCallError(DurableError, ValueError):
     """``ctx.call_task`` was given something it cannot send: a Celery option that would take
     the call out of celery_durable's hands (``link``, ``task_id``, ``serializer``, ...), an
     option value that is not JSON, or a task that is not a Celery task or a name."""
+
+
+class TransactionMismatchError(DurableError, ValueError):
+    """``schedule_new_orchestration(session=...)`` got a transaction that is not on the store's
+    database (or not in a transaction at all)."""
+
+
+class DjangoDatabaseError(DurableError, ValueError):
+    """A Django ``DATABASES`` entry that the store cannot use (see
+    ``celery_durable.contrib.django.store_url``)."""

@@ -242,6 +242,15 @@ class Store:
             (created,) = create_instances(conn, self.dialect, [(rec, start_events)], now())
         return created
 
+    def create_instance_in(self, conn: Connection, rec: NewInstance,
+                           start_events: list[HistoryEvent]) -> bool:
+        """`create_instance` inside the caller's transaction on ``conn`` (a connection to this
+        store's database, committed or rolled back by the caller)."""
+        self._ready()  # the schema, through a connection of the store's own
+        dialect = "mysql" if conn.dialect.name == "mariadb" else conn.dialect.name
+        (created,) = create_instances(conn, dialect, [(rec, start_events)], now())
+        return created
+
     def append_inbox(self, instance_id: str, items: Sequence[InboxItem]) -> int:
         """Add ``items`` to the instance's inbox, skipping known dedup keys; return how many
         were new. Raises `OrchestrationNotFoundError` for an unknown instance."""

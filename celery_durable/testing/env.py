@@ -282,11 +282,13 @@ class DurableTestEnv(DurableClient):
     def schedule_new_orchestration(self, orchestrator: Any, *, input: Any = None,
                                    instance_id: str | None = None,
                                    start_at: datetime | None = None, version: str | None = None,
-                                   tags: dict[str, str] | None = None) -> str:
-        """Create an instance and run it until it waits (for a timer, an event, ...)."""
+                                   tags: dict[str, str] | None = None,
+                                   session: Any = None) -> str:
+        """Create an instance and run it until it waits (for a timer, an event, ...); in a
+        transaction (``session=``, Django's ``atomic()``), it starts at the commit."""
         instance_id = super().schedule_new_orchestration(
             orchestrator, input=input, instance_id=instance_id, start_at=start_at,
-            version=version, tags=tags)
+            version=version, tags=tags, session=session)
         self._scheduled_ids.append(instance_id)
         self.run_until_idle()
         return instance_id

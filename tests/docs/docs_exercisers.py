@@ -15,6 +15,8 @@ block                          exerciser
 ``python``, first line         **program file**: written to the session folder under that name
 ``# name.py``                  (a worker loads it with ``-A name``, ``python name.py`` runs it);
                                a file that no command on the page uses is at least imported
+``python``, first line         **project file**: written to that path under the session folder
+``# dir/name.py``              (a Django project's ``proj/settings.py``, ``shop/views.py``...)
 ``python`` after               **fragment**: appended to the file ``name.py`` written by an
 ``<!-- continues: name.py -->``  earlier block of the page (the rest of that program)
 ``python``, first line         **settings**: every name it assigns must be a Celery setting or
@@ -32,7 +34,8 @@ other ``python``               **script**: a complete program, run as ``python <
                                without), ``celery -A m durable ui ...`` (started, checked as
                                Flower is), ``celery -A m durable ...`` (run; exit status 0),
                                ``python name.py`` (run; exit status 0; its output is kept for
-                               the next block) or ``pytest ...`` (the page's test files, run
+                               the next block), ``python manage.py ...`` (a Django command, run;
+                               exit status 0) or ``pytest ...`` (the page's test files, run
                                with this Python; exit status 0). ``# comments`` are allowed.
 ``console``                    **console**: each ``$ command`` (the ``celery`` and ``python``
                                commands above) runs once the instances in the store have
@@ -99,8 +102,9 @@ CONFIG_PAGE = "quickstart.md"
 VARIANTS: dict[str, list[str]] = {
     "quickstart.md": ["sqlite-filesystem", "postgresql-redis"],
     "deployment.md": ["postgresql-redis"],
+    "django.md": ["postgresql-redis"],
 }
-REDIS_DBS = {"quickstart.md": 7, "deployment.md": 8}
+REDIS_DBS = {"quickstart.md": 7, "deployment.md": 8, "django.md": 9}
 #: pages that run another page's program files (deployment runs the quickstart's shop.py)
 FILES_FROM = {"deployment.md": "quickstart.md"}
 #: modules a page names without showing them (cli.md: an app without a Durable)
@@ -133,6 +137,13 @@ class Block:
         """``name.py`` when the first line is ``# name.py`` (optionally followed by words)."""
         first = self.text.split("\n", 1)[0]
         found = re.match(r"^# ([\w.-]+\.py)\b", first)
+        return found.group(1) if found else None
+
+    @property
+    def path(self) -> str | None:
+        """``dir/name.py`` when the first line is ``# dir/name.py`` (a file in a folder)."""
+        first = self.text.split("\n", 1)[0]
+        found = re.match(r"^# ((?:[\w.-]+/)+[\w.-]+\.py)\b", first)
         return found.group(1) if found else None
 
 
@@ -398,6 +409,10 @@ def _export_ok(argv: list[str]) -> bool:
     return len(argv) == 2 and argv[0] == "export" and "=" in argv[1]
 
 
+def _manage_ok(argv: list[str]) -> bool:
+    return len(argv) >= 3 and argv[:2] == ["python", "manage.py"]
+
+
 def _pytest_ok(argv: list[str]) -> bool:
     return len(argv) >= 2 and argv[0] == "pytest"
 
@@ -413,6 +428,7 @@ COMMAND_KINDS: dict[str, Callable[[list[str]], bool]] = {
     "celery flower": lambda a: _is(a, "celery", "flower"),
     "celery durable": lambda a: _is(a, "celery", "durable"),
     "python": _python_ok,
+    "manage.py": _manage_ok,
     "pytest": _pytest_ok,
 }
 
@@ -588,6 +604,12 @@ def run_command(session: Session, command: Command, expect_success: bool = True
         return proc
     elif kind == "python":
         session.last_output = run_python(session, argv[1])
+    elif kind == "manage.py":
+        session.used.add("manage.py")
+        proc = session.run([PYTHON, *argv[1:]])
+        assert proc.returncode == 0, (f"{command.line} exited with status {proc.returncode}\n"
+                                      f"{proc.stdout}{proc.stderr}\n{session.logs()}")
+        session.last_output = proc.stdout
     elif kind == "pytest":
         session.last_output = run_pytest(session, argv)
     else:
@@ -617,6 +639,18 @@ class ProgramFile(Exerciser):
     def run(self, block: Block, session: Session) -> None:
         assert block.filename is not None
         session.write(block.filename, block.text)
+
+
+class ProjectFile(Exerciser):
+    name = "project file"
+
+    def claims(self, block: Block, blocks: tuple[Block, ...]) -> bool:
+        return block.lang == "python" and block.path is not None and block.directive is None
+
+    def run(self, block: Block, session: Session) -> None:
+        assert block.path is not None
+        (session.folder / block.path).parent.mkdir(parents=True, exist_ok=True)
+        session.write(block.path, block.text)
 
 
 class Fragment(Exerciser):
@@ -651,7 +685,8 @@ class Script(Exerciser):
     name = "script"
 
     def claims(self, block: Block, blocks: tuple[Block, ...]) -> bool:
-        return block.lang == "python" and block.filename is None and block.directive is None
+        return block.lang == "python" and block.filename is None and block.path is None and \
+            block.directive is None
 
     def run(self, block: Block, session: Session) -> None:
         name = f"{Path(block.page).stem.replace('-', '_')}_{block.line}.py"
@@ -817,8 +852,9 @@ class Pyproject(Exerciser):
             check_requirement(spec)
 
 
-EXERCISERS: list[Exerciser] = [ProgramFile(), Fragment(), Settings(), Script(), Shell(),
-                               Console(), Output(), Message(), SystemdUnit(), Pyproject()]
+EXERCISERS: list[Exerciser] = [ProgramFile(), ProjectFile(), Fragment(), Settings(), Script(),
+                               Shell(), Console(), Output(), Message(), SystemdUnit(),
+                               Pyproject()]
 
 
 def claimers(block: Block, blocks: tuple[Block, ...] | None = None) -> list[Exerciser]:
@@ -832,6 +868,7 @@ def claimers(block: Block, blocks: tuple[Block, ...] | None = None) -> list[Exer
 def variant_env(page: str, variant: str) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("CELERY_BROKER_URL", "DURABLE_STORE_URL", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's package, whichever one is installed
     env["PYTHONWARNINGS"] = "ignore:You're running the worker with superuser privileges"
     if variant == "sqlite-filesystem":
         yield env
@@ -848,7 +885,11 @@ def variant_env(page: str, variant: str) -> Iterator[dict[str, str]]:
     client.flushdb()  # this page's own db: nothing left from an earlier run
     try:
         with database("postgresql", "durable_docs") as store:
-            yield {**env, "CELERY_BROKER_URL": broker, "DURABLE_STORE_URL": store}
+            from sqlalchemy.engine import make_url
+
+            # (a Django page's settings name the database: DATABASES["default"]["NAME"])
+            yield {**env, "CELERY_BROKER_URL": broker, "DURABLE_STORE_URL": store,
+                   "DJANGO_DB_NAME": str(make_url(store).database)}
     finally:
         client.flushdb()
         client.close()
