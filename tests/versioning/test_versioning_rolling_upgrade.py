@@ -38,14 +38,15 @@ class Worker:
     """One ``celery -A versioned_worker worker --pool threads`` subprocess."""
 
     def __init__(self, upgrade: Upgrade, version: str, match: str, failure: str,
-                 queues: list[str]) -> None:
+                 queues: list[str], without_code: bool = False) -> None:
         self.upgrade = upgrade
         self.node = f"v{version}-{uuid.uuid4().hex[:6]}@versioning"
         self.log_path = upgrade.tmp / f"{self.node.split('@')[0]}.log"
         env = {**os.environ, "VERSIONED_BROKER": BROKER, "VERSIONED_STORE": upgrade.store_url,
                "VERSIONED_QUEUE": upgrade.queue, "WORKER_VERSION": version,
                "WORKER_MATCH": match, "WORKER_FAILURE": failure, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
+               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
+               **({"WORKER_WITHOUT_CODE": "1"} if without_code else {})}
         command = [sys.executable, "-m", "celery", "-A", "versioned_worker", "worker",
                    "--pool", "threads", "--concurrency", "2", "-Q", ",".join(queues),
                    "--hostname", self.node, "--without-gossip", "--without-mingle",
@@ -98,11 +99,12 @@ class Upgrade:
         self.redis = redis.Redis.from_url(BROKER)
         self.workers: list[Worker] = []
 
-    def worker(self, version: str, match: str, failure: str, *,
-               stamps: bool = False) -> Worker:
-        """A worker consuming the episode queue (``-Q``), and the stamp queue if ``stamps``."""
+    def worker(self, version: str, match: str, failure: str, *, stamps: bool = False,
+               without_code: bool = False) -> Worker:
+        """A worker consuming the episode queue (``-Q``), and the stamp queue if ``stamps``;
+        ``without_code``: it imports none of the orchestrators."""
         queues = [self.queue] + ([self.stamp_queue] if stamps else [])
-        return Worker(self, version, match, failure, queues)
+        return Worker(self, version, match, failure, queues, without_code)
 
     def waiting(self, count: int) -> list[str]:
         """``count`` instances started and waiting for 'go'."""
@@ -229,3 +231,29 @@ def test_strict_fail_fails_instances_of_other_versions(upgrade: Upgrade) -> None
         message = state.failure_details.message
         assert "version '1'" in message and "version '2'" in message and "STRICT" in message
 
+
+
+def test_clients_that_ship_before_the_workers_wait_for_them(upgrade: Upgrade) -> None:
+    """A web tier without the code starts a new orchestrator by name while the only worker
+    does not import it yet (REJECT): the instances wait, at no cost once parked, and the
+    worker deployed with the code runs them; nothing is lost, nothing fails."""
+    web_app = Celery("web-tier", broker=BROKER, set_as_current=False)
+    web_app.conf.update(task_default_queue=upgrade.queue, result_backend=None)
+    web = Durable(web_app, store_url=upgrade.store_url)  # imports no orchestrator
+    assert ORDER not in web.registry.orchestrators
+    old = upgrade.worker("1", "NONE", "REJECT", without_code=True)
+    ids = [web.client.schedule_new_orchestration(ORDER, input=n) for n in range(3)]
+    until(lambda: old.stats()["rejected"] >= 3, 20, "the old worker to reject them", old)
+    for instance_id in ids:
+        state = web.client.get_orchestration_state(instance_id)
+        assert state.runtime_status is Status.PENDING, state
+    assert old.stats()["episodes"] == 0
+    new = upgrade.worker("1", "NONE", "REJECT", stamps=True)
+    for instance_id in ids:  # started by the new worker (a bounced wake-up, or its sweeper)
+        upgrade.client.wait_for_orchestration_start(instance_id, timeout=30)
+    old.stop()
+    upgrade.go(ids)
+    states = upgrade.finish(ids)
+    assert [s.runtime_status for s in states] == [Status.COMPLETED] * 3
+    assert new.stats()["episodes"] >= 3
+    web.store.dispose()

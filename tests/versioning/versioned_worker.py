@@ -4,6 +4,7 @@
 - ``VERSIONED_QUEUE``: the default (episode) queue; ``upgrade.stamp`` goes to ``<queue>.stamp``
 - ``WORKER_VERSION``, ``WORKER_MATCH``, ``WORKER_FAILURE``: the worker's ``VersioningOptions``
   (its default_version is its version)
+- ``WORKER_WITHOUT_CODE``: set, the worker imports none of the orchestrators and activities
 
 A ``durable_stats`` remote-control command reports what this worker did (run it with
 ``--pool threads`` so that the counters live in one process): episodes run and rejected, task
@@ -30,7 +31,8 @@ version = os.environ["WORKER_VERSION"]
 durable = Durable(app, store_url=os.environ["VERSIONED_STORE"], versioning=VersioningOptions(
     version=version, default_version=version, match_strategy=os.environ["WORKER_MATCH"],
     failure_strategy=os.environ["WORKER_FAILURE"]))
-declare(durable, f"{os.environ['VERSIONED_QUEUE']}.stamp")
+if not os.environ.get("WORKER_WITHOUT_CODE"):  # else: a worker that imports no orchestrator
+    declare(durable, f"{os.environ['VERSIONED_QUEUE']}.stamp")
 
 published: Counter[str] = Counter()
 executed: Counter[str] = Counter()
