@@ -82,7 +82,12 @@ def process_order(ctx: Any, order: Any) -> Any:
 
 
 client = durable.client
-raised(lambda: client.schedule_new_orchestration("proces_order"))
+# a name nobody registered is scheduled (clients need no code); the worker fails the instance
+typo = client.schedule_new_orchestration("proces_order")
+durable.runner.run(typo)
+failure = client.get_orchestration_state(typo).failure_details
+found.append(f"{failure.error_type}: {failure.message}")
+raised(lambda: client.schedule_new_orchestration(" process_order"))
 raised(lambda: client.schedule_new_orchestration(process_order, instance_id="order 42"))
 raised(lambda: client.schedule_new_orchestration(process_order, instance_id="order\t42"))
 client.schedule_new_orchestration(process_order, instance_id="order-42")
