@@ -70,11 +70,20 @@ function showError(node, message) {
   node.hidden = !message;
 }
 
-/** Run fn every CONFIG.refresh_seconds while the checkbox is ticked and the tab is visible. */
+/** Run fn (async) every CONFIG.refresh_seconds while the checkbox is ticked and the tab is
+ *  visible; a refresh is skipped while the previous one still runs (a slow server is not sent
+ *  more work than it finishes). document.body.dataset.skipped counts the skipped ones. */
 function autoRefresh(checkbox, fn) {
   const every = (CONFIG.refresh_seconds || 5) * 1000;
-  setInterval(() => {
-    if (checkbox.checked && document.visibilityState === "visible") fn();
+  let running = false;
+  setInterval(async () => {
+    if (!checkbox.checked || document.visibilityState !== "visible") return;
+    if (running) {
+      document.body.dataset.skipped = String(Number(document.body.dataset.skipped || 0) + 1);
+      return;
+    }
+    running = true;
+    try { await fn(); } finally { running = false; }
   }, every);
 }
 
