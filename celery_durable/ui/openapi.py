@@ -45,7 +45,7 @@ def _responses(ok: dict[str, Any], codes: tuple[str, ...], description: str = "O
     return out
 
 
-_INSTANCE_ID = {"name": "instance_id", "in": "path", "required": True,
+_INSTANCE_ID = {"name": "instance_id", "in": "path", "required": True, "example": "order-1",
                 "description": "The instance id (1 to 256 characters, no spaces).",
                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}}
 _ANY: dict[str, Any] = {"nullable": True}  # any JSON value

@@ -23,7 +23,7 @@ from typing import Any
 import durable_ui_app as ua
 import sqlalchemy as sa
 import workers
-from durable_ui_helpers import READY_TIMEOUT, STOP_TIMEOUT, UI_DIR, free_port
+from durable_ui_helpers import READY_TIMEOUT, ROOT, STOP_TIMEOUT, UI_DIR, free_port
 from services import REDIS_URL
 
 from celery_durable import Durable
@@ -114,7 +114,7 @@ def dashboard(tmp: Path, args: list[str], *, auth: tuple[str, str] | None = None
     durable.store.create_schema()
     port = free_port()
     environment = workers.subprocess_env({**ua.env_config(BROKER_URL, store_url, queue),
-                                          **(env or {})}, [UI_DIR, UI_DIR.parent])
+                                          **(env or {})}, [UI_DIR, UI_DIR.parent, ROOT])
     process = workers.CeleryProcess("dashboard", "durable_ui_app:app", [
         "durable", "ui", "--port", str(port), *args], env=environment, cwd=tmp,
         log_path=tmp / f"ui-{port}.log", stop_timeout=STOP_TIMEOUT)
