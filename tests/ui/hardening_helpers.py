@@ -105,16 +105,17 @@ def unchanged(durable: Durable) -> Iterator[None]:
 @contextlib.contextmanager
 def dashboard(tmp: Path, args: list[str], *, auth: tuple[str, str] | None = None,
               env: Mapping[str, str] | None = None, store_url: str | None = None,
-              prefix: str = "") -> Iterator[Dash]:
+              prefix: str = "", code: Path = ROOT) -> Iterator[Dash]:
     """``celery durable ui --port P *args`` on a SQLite store in ``tmp`` (or ``store_url``);
-    ``auth``: the credentials its args or ``env`` give it."""
+    ``auth``: the credentials its args or ``env`` give it; ``code``: the folder whose
+    celery_durable it runs (this checkout's by default)."""
     queue = f"durable-hardening-{uuid.uuid4().hex[:8]}"
     store_url = store_url or f"sqlite:///{tmp / 'store.sqlite3'}"
     _app, durable = ua.make_app(BROKER_URL, store_url, queue, name="durable-hardening")
     durable.store.create_schema()
     port = free_port()
     environment = workers.subprocess_env({**ua.env_config(BROKER_URL, store_url, queue),
-                                          **(env or {})}, [UI_DIR, UI_DIR.parent, ROOT])
+                                          **(env or {})}, [UI_DIR, UI_DIR.parent, code])
     process = workers.CeleryProcess("dashboard", "durable_ui_app:app", [
         "durable", "ui", "--port", str(port), *args], env=environment, cwd=tmp,
         log_path=tmp / f"ui-{port}.log", stop_timeout=STOP_TIMEOUT)

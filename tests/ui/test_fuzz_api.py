@@ -18,8 +18,8 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from hardening_helpers import USER, Dash, dashboard, store_snapshot  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.generation import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.generation import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_schema_conformance,

@@ -209,8 +209,9 @@ for (const button of document.querySelectorAll("#actions button[data-action]")) 
 document.getElementById("dialog-form").addEventListener("submit", confirmAction);
 document.getElementById("d-cancel").addEventListener("click", () => dialog.close());
 
-load();
+const refresh = oneAtATime(load);
+refresh();
 autoRefresh(document.getElementById("auto-refresh"), () => {
   const ended = current && ["COMPLETED", "FAILED", "TERMINATED"].includes(current.status);
-  if (!dialog.open && !ended) load();
+  if (!dialog.open && !ended) refresh();
 });
