@@ -142,7 +142,11 @@ class Static(tornado.web.StaticFileHandler):
 
     def prepare(self) -> None:
         if not self.settings["host_policy"].allows(self.request.host):
-            raise tornado.web.HTTPError(400)
+            raise tornado.web.HTTPError(400, reason="this dashboard does not serve that host")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": self._reason, "status": status_code}))
 
 
 class Page(Base):

@@ -280,6 +280,7 @@ BAD_INPUT = [
     ("POST", "/api/instances/{iid}/terminate",
      b'{"output": ' + b'{"a":' * 300 + b"1" + b"}" * 300 + b"}", 400, "nested 128"),
     ("GET", "/no/such/path", None, 404, "no such page or API"),
+    ("GET", "/static/no-such-file.js", None, 404, "Not Found"),
     ("GET", "/api/instances/{iid}/nothing", None, 404, "no such page or API"),
     ("PUT", "/api/instances/{iid}/terminate", b"{}", 405, "Method Not Allowed"),
     ("DELETE", "/api/config", None, 405, "Method Not Allowed"),
