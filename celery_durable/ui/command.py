@@ -86,6 +86,9 @@ def ui(ctx: click.Context, port: int, address: str, basic_auth: str | None,
         click.echo(f"Warning: the dashboard listens on {address} without basic auth "
                    "(--insecure-no-auth): anyone who reaches it can terminate and purge "
                    "orchestrations.", err=True)
+    if basic_auth is not None:
+        click.echo(f"Note: --basic-auth is visible to every user of this machine in ps; set "
+                   f"{AUTH_ENV} or use --basic-auth-file instead.", err=True)
     dashboard = Dashboard(_durable(ctx), flower_url=flower_url, refresh_seconds=refresh)
 
     def ready(url: str) -> None:
