@@ -149,6 +149,23 @@ class Static(tornado.web.StaticFileHandler):
         self.finish(json.dumps({"error": self._reason, "status": status_code}))
 
 
+class PrefixRedirect(tornado.web.RedirectHandler):
+    """The prefix alone (``/ops/durable``, as a proxy may pass it on) to its page, with the
+    security headers and the Host check."""
+
+    def set_default_headers(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+    def prepare(self) -> None:
+        if not self.settings["host_policy"].allows(self.request.host):
+            raise tornado.web.HTTPError(400, reason="this dashboard does not serve that host")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": self._reason, "status": status_code}))
+
+
 class Page(Base):
     """An HTML page: a shell that its script fills from the API."""
 

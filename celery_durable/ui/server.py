@@ -70,7 +70,7 @@ def make_application(dashboard: Dashboard, auth: BasicAuth | None = None,
     routed: list[Any] = [(re.escape(prefix) + path, handler, kwargs)
                          for path, handler, kwargs in routes]
     if prefix:  # the prefix alone, as a proxy may pass it on, goes to its page
-        routed.append((re.escape(prefix), tornado.web.RedirectHandler, {"url": prefix + "/"}))
+        routed.append((re.escape(prefix), handlers.PrefixRedirect, {"url": prefix + "/"}))
     executors = {"light": ThreadPoolExecutor(LIGHT_THREADS, "durable-ui"),
                  "heavy": ThreadPoolExecutor(HEAVY_THREADS, "durable-ui-heavy")}
     return tornado.web.Application(

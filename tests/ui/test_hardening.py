@@ -327,6 +327,10 @@ def test_a_prefixed_dashboard_checks_the_same(tmp_path: Path) -> None:
                 "Origin": f"http://{EVIL}"})[0] == 403
             assert dash.request("GET", "/", headers={"Host": EVIL})[0] == 400
         dash.prefix = ""
+        status, headers, _ = dash.request("GET", "/ops/durable")  # the prefix alone
+        assert status == 301 and headers["location"] == "/ops/durable/"
+        assert headers["x-frame-options"] == "DENY"
+        assert dash.request("GET", "/ops/durable", headers={"Host": EVIL})[0] == 400
         status, headers, answer = dash.request("GET", "/api/config")
         assert status == 404 and answer["status"] == 404
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
