@@ -28,6 +28,7 @@ from celery_durable.errors import OrchestrationNotFoundError
 from celery_durable.runtime.durable import Durable, durable_of
 from celery_durable.runtime.recovery import RecoveryReport, recover
 from celery_durable.store import InstanceRecord
+from celery_durable.terminal import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -152,12 +153,12 @@ def _summary(value: Any, width: int = SUMMARY_WIDTH) -> str:
         return "-"
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
                                                            default=str)
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    rows = [list(row) for row in rows]
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
     for row in [list(headers), *rows]:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
@@ -205,7 +206,7 @@ def _show_instance(record: InstanceRecord, inbox: int | None = None) -> None:
         lines.append(("inbox", f"{inbox} event(s) waiting"))
     width = max(len(label) for label, _ in lines) + 1
     for label, value in lines:
-        click.echo(f"{(label + ':').ljust(width)}  {value}")
+        click.echo(f"{(label + ':').ljust(width)}  {printable(value)}")
 
 
 def _record(durable: Durable, instance_id: str) -> InstanceRecord:

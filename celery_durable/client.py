@@ -21,7 +21,14 @@ from celery_durable.errors import (
     OrchestrationEndedError,
     OrchestrationNotFoundError,
 )
-from celery_durable.ids import check_event_name, check_instance_id, check_orchestrator_name
+from celery_durable.ids import (
+    check_event_name,
+    check_instance_id,
+    check_orchestrator_name,
+    check_reason,
+    check_start_at,
+    check_tags,
+)
 from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
 from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
@@ -77,11 +84,10 @@ class DurableClient:
                                        else name_of(orchestrator, "orchestrator"))
         instance_id = check_instance_id(uuid.uuid4().hex if instance_id is None else instance_id)
         data = self._payload(input, f"input of orchestration {name!r}")
-        if tags is not None and not (isinstance(tags, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
-            raise TypeError(f"tags must be a dict of str to str, got {tags!r}")
+        check_tags(tags, self.durable.settings.max_payload_bytes)
         if start_at is not None and not isinstance(start_at, datetime):
             raise TypeError(f"start_at must be a datetime, got {start_at!r}")
+        start_at = check_start_at(start_at)
         version = version or self.durable.version_for(name)
         now = _now()
         start = h.execution_started(name, data, now, version=version)
@@ -200,9 +206,11 @@ class DurableClient:
         self._send(instance_id, h.event_raised(event_name, payload, _now()), "raise an event to")
 
     def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        reason = check_reason(reason, "suspend", self.durable.settings.max_payload_bytes)
         self._send(instance_id, h.execution_suspended(_now(), reason), "suspend")
 
     def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        reason = check_reason(reason, "resume", self.durable.settings.max_payload_bytes)
         self._send(instance_id, h.execution_resumed(_now(), reason), "resume")
 
     def terminate_orchestration(self, instance_id: str, *, output: Any = None,

@@ -1,12 +1,16 @@
-"""Which instance ids and event names may be stored: checked before anything is written."""
+"""Which instance ids, event names, tags and reasons may be stored: checked before anything
+is written, as payloads are (`celery_durable.payload`)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 from typing import Any
 
+from celery_durable.engine.history import utc
 from celery_durable.errors import InvalidInstanceIdError, InvalidNameError
+from celery_durable.payload import to_json
 
 #: longest instance id or event name (characters), as the store's key columns hold
 MAX_KEY_LENGTH = 256
@@ -50,6 +54,46 @@ def check_orchestrator_name(name: Any) -> str:
             f"orchestrator name must be a string of 1 to {MAX_KEY_LENGTH} characters without "
             f"control characters or surrounding spaces, got {_shown(name)}")
     return name
+
+
+def check_reason(reason: Any, what: str, limit: int) -> str | None:
+    """Return the reason of a suspend or resume (None or a string), or raise: `TypeError` for
+    another type, `PayloadTooLargeError` when its JSON is over ``limit`` bytes (it is stored
+    in the history like a payload)."""
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"the reason to {what} must be a string or None, got {_shown(reason)}")
+    if reason is not None:
+        to_json(reason, f"the reason to {what}", limit=limit)
+    return reason
+
+
+def check_tags(tags: Any, limit: int) -> dict[str, str] | None:
+    """Return ``tags`` (None or a dict of str to str), or raise: `TypeError` for another type,
+    `InvalidNameError` for a key that is empty, over 256 characters or holds control
+    characters, `PayloadTooLargeError` when their JSON is over ``limit`` bytes."""
+    if tags is None:
+        return None
+    if not (isinstance(tags, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                           for k, v in tags.items())):
+        raise TypeError(f"tags must be a dict of str to str, got {_shown(tags)}")
+    for key in tags:
+        if not (1 <= len(key) <= MAX_KEY_LENGTH and not _unsafe(key)):
+            raise InvalidNameError(f"a tag name must be a string of 1 to {MAX_KEY_LENGTH} "
+                                   f"characters without control characters, got {_shown(key)}")
+    to_json(tags, "tags", limit=limit)
+    return tags
+
+
+def check_start_at(start_at: datetime | None) -> datetime | None:
+    """``start_at`` in UTC (naive: read as UTC), or `ValueError` for a time that has no UTC
+    equivalent (``9999-12-31T23:59-14:00`` is past year 9999 in UTC)."""
+    if start_at is None:
+        return None
+    try:
+        return utc(start_at)
+    except OverflowError:
+        raise ValueError(f"start_at {start_at.isoformat()} is past the last time a datetime "
+                         "holds once converted to UTC; pass an earlier time") from None
 
 
 def _shown(value: Any) -> str:

@@ -26,6 +26,8 @@ __all__ = ["MARKER", "AttrObject", "dumps", "from_json", "input_annotation", "lo
 MARKER = "__durable_object__"
 _TYPES = "JSON values (str, int, float, bool, None, list, dict), a dataclass, a named tuple"
 _ACCEPTED = f"pass {_TYPES} or a pydantic model"
+#: deepest nesting of lists and objects a payload may have (as most JSON parsers allow)
+MAX_DEPTH = 128
 
 
 class AttrObject:
@@ -92,17 +94,18 @@ def _to_json(value: Any, what: str) -> Any:
     def refuse(path: str, problem: str, advice: str = _ACCEPTED) -> typing.NoReturn:
         raise PayloadError(f"{what} is not JSON-serialisable: value at {path} {problem}; {advice}")
 
-    def fields(items: dict[Any, Any], path: str, marked: bool = True) -> dict[str, Any]:
+    def fields(items: dict[Any, Any], path: str, depth: int,
+               marked: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {MARKER: True} if marked else {}
         for key, item in items.items():
             if not isinstance(key, str):
                 refuse(path, f"has the key {key!r}, which is {_describe(key)}", "use str keys")
             if key == MARKER:
                 refuse(path, f"has the reserved key {MARKER!r}", "rename that key")
-            out[str.__str__(key)] = encode(item, _key_path(path, key))
+            out[str.__str__(key)] = encode(item, _key_path(path, key), depth + 1)
         return out
 
-    def encode(value: Any, path: str) -> Any:
+    def encode(value: Any, path: str, depth: int = 0) -> Any:
         if value is None or isinstance(value, bool):
             return value
         if isinstance(value, str):
@@ -115,27 +118,31 @@ def _to_json(value: Any, what: str) -> Any:
             return float(value)
         if id(value) in active:
             refuse(path, "is a container that contains itself", "pass values without cycles")
+        if depth >= MAX_DEPTH:
+            refuse(path if len(path) < 80 else path[:40] + "..." + path[-30:],
+                   f"is nested {MAX_DEPTH} lists or objects deep", f"pass values nested less "
+                   f"than {MAX_DEPTH} levels (store deeper structures elsewhere)")
         active.add(id(value))
         try:
             if isinstance(value, AttrObject):
-                return fields(value.__dict__, path)
+                return fields(value.__dict__, path, depth)
             if isinstance(value, tuple) and hasattr(value, "_fields") and hasattr(value, "_asdict"):
-                return fields(value._asdict(), path)
+                return fields(value._asdict(), path, depth)
             if isinstance(value, (list, tuple)):
-                return [encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
+                return [encode(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
             if isinstance(value, dict):
-                return fields(value, path, marked=False)
+                return fields(value, path, depth, marked=False)
             if isinstance(value, type):
                 refuse(path, f"is the class {value.__qualname__}", "pass an instance of it")
             if dataclasses.is_dataclass(value):
                 names = [f.name for f in dataclasses.fields(value)]
-                return fields({n: getattr(value, n) for n in names}, path)
+                return fields({n: getattr(value, n) for n in names}, path, depth)
             if callable(getattr(value, "model_dump", None)):
                 try:
                     dumped = value.model_dump(mode="json")
                 except Exception as exc:
                     refuse(path, f"is a model that cannot be dumped ({exc})")
-                return fields(dumped, path)
+                return fields(dumped, path, depth)
             refuse(path, f"is {_describe(value)}")
         finally:
             active.discard(id(value))

@@ -31,6 +31,7 @@ from celery_durable.runtime import filesystem, inbound, messages, plain_tasks
 from celery_durable.runtime.activity import make_activity_task
 from celery_durable.runtime.censor import hide_store_url_in_reports
 from celery_durable.runtime.episode import EpisodeRunner
+from celery_durable.runtime.pickle_warning import PickleWarningStep
 from celery_durable.runtime.settings import DurableSettings
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.store import InboxItem, Store, WakeupClaim
@@ -87,6 +88,7 @@ class Durable:
         GLOBAL.subscribe(_WeakAdd(self.registry))
         app.steps["worker"].add(SweeperStep)
         app.steps["worker"].add(VersionQueuesStep)
+        app.steps["worker"].add(PickleWarningStep)
         _by_app[app] = self
 
     # -- settings and store -----------------------------------------------------------------------

@@ -32,15 +32,31 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER = 1.0
 
 
+#: query parameters of a store URL whose values are secrets (``?password=``, ``sslpassword``)
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|credential|auth", re.IGNORECASE)
+
+
 def masked_url(url: Any) -> str:
-    """``url`` with its password replaced by ``***`` (SQLAlchemy's rendering), for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: mask what looks like a password
-        text = str(url)
-        if "://" not in text:
-            return "(a string that is not a URL)"
-        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", text)
+    """``url`` with its secrets replaced by ``***``: the password (all of it, ``@`` included)
+    and the values of query parameters such as ``?password=``, for messages."""
+    text = str(url)
+    if "://" not in text:
+        return "(a string that is not a URL)"
+    scheme, _, rest = text.partition("://")
+    rest, mark, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:  # the password runs to the last @ before the host
+        userinfo, _, host = authority.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        authority = f"{user}:***@{host}" if colon else f"{user}@{host}"
+    if query:
+        query = "&".join(_masked_param(part) for part in query.split("&"))
+    return f"{scheme}://{authority}{slash}{path}{mark}{query}"
+
+
+def _masked_param(part: str) -> str:
+    name, equals, _value = part.partition("=")
+    return f"{name}=***" if equals and _SECRET_PARAM.search(name) else part
 
 
 def dialect_of(url: str) -> str:

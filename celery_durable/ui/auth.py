@@ -16,12 +16,16 @@ class BasicAuth:
     password: str
 
     @classmethod
-    def parse(cls, value: str) -> BasicAuth:
-        """``user:password`` (the password may contain ``:``)."""
+    def parse(cls, value: str, source: str = "--basic-auth") -> BasicAuth:
+        """``user:password`` (the password may contain ``:``). ``ValueError`` naming ``source``
+        (where the value came from) for an empty or malformed value; the message describes the
+        value without repeating it, since it may hold a password."""
         user, sep, password = value.partition(":")
         if not sep or not user or not password:
-            raise ValueError("--basic-auth must be USER:PASSWORD with both parts non-empty, "
-                             f"got {value!r}")
+            shape = ("empty" if not value.strip() else "without a ':'" if not sep else
+                     "with an empty user" if not user else "with an empty password")
+            raise ValueError(f"{source} must be USER:PASSWORD with both parts non-empty, "
+                             f"got a value {shape} ({len(value)} characters)")
         return cls(user, password)
 
     def accepts(self, header: str | None) -> bool:

@@ -19,6 +19,7 @@ from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import DurableError, OrchestrationNotFoundError
 from celery_durable.runtime.messages import activity_task_id
 from celery_durable.store import InstanceRecord
+from celery_durable.store.history_pages import history_page
 from celery_durable.ui.svg import render_svg
 from celery_durable.ui.timeline import Timeline, build_timeline
 from celery_durable.ui.waits import event_waits
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 #: instances per page unless the request asks for another number (1 to MAX_PAGE)
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+#: history events per page unless the request asks for another number (1 to MAX_HISTORY_PAGE)
+DEFAULT_HISTORY_PAGE = 200
+MAX_HISTORY_PAGE = 1000
 #: most sub-orchestrations listed on an instance's page
 MAX_CHILDREN = 200
 
@@ -52,9 +56,21 @@ def _time(params: Mapping[str, Sequence[str]], key: str) -> datetime | None:
         return None
     try:
         return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59-14:00 is past year 9999
         raise BadRequest(f"{key} must be an ISO 8601 date-time such as 2026-05-01T12:00 (UTC "
                          f"unless it says otherwise), got {value!r}") from None
+
+
+def _whole(params: Mapping[str, Sequence[str]], key: str, default: int | None, low: int,
+           high: int) -> Any:
+    """The whole number ``key`` (``low`` to ``high``), or ``default`` when not given."""
+    text = _one(params, key)
+    if text is None:
+        return default
+    if not (text.isascii() and text.lstrip("-").isdigit() and len(text) <= 20
+            and low <= int(text) <= high):
+        raise BadRequest(f"{key} must be a whole number from {low} to {high}, got {text!r}")
+    return int(text)
 
 
 def _statuses(params: Mapping[str, Sequence[str]]) -> list[str] | None:
@@ -130,14 +146,7 @@ class Dashboard:
             "name": _one(params, "name"), "created_from": _time(params, "created_from"),
             "created_to": _time(params, "created_to"), "id_contains": _one(params, "q")}
         statuses = _statuses(params)
-        limit_text = _one(params, "limit")
-        try:
-            limit = DEFAULT_PAGE if limit_text is None else int(limit_text)
-        except ValueError:
-            limit = -1
-        if not 1 <= limit <= MAX_PAGE:
-            raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}, "
-                             f"got {limit_text!r}")
+        limit = _whole(params, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         token = _one(params, "continuation_token")
         try:
             after = _decode_token(token) if token else None
@@ -172,9 +181,27 @@ class Dashboard:
                 "children": [summary_json(child, now) for child in children]}
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
+        """The whole history of the current execution (see `history_page` for the API's)."""
         record = self._record(instance_id)
         events = self.client.get_orchestration_history(record.instance_id)
         return [event_json(record.instance_id, record.execution_id, e) for e in events]
+
+    def history_page(self, instance_id: str,
+                     params: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+        """A page of the history: ``limit`` events (default `DEFAULT_HISTORY_PAGE`) with a
+        ``seq`` above ``after`` (from the first event), or the last ones below ``before``;
+        ``total``, ``first_seq`` and ``last_seq`` say what other pages there are."""
+        limit = _whole(params, "limit", DEFAULT_HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
+        after = _whole(params, "after", None, -1, 2**53)
+        before = _whole(params, "before", None, 0, 2**53)
+        record = self._record(instance_id)
+        page = history_page(self.store, record.instance_id, after=after, before=before,
+                            limit=limit)
+        items = [event_json(record.instance_id, record.execution_id, e) for e in page.events]
+        return {"items": items, "total": page.total, "limit": limit,
+                "first_seq": page.first_seq, "last_seq": page.last_seq,
+                "earlier": bool(items) and items[0]["seq"] != page.first_seq,
+                "later": bool(items) and items[-1]["seq"] != page.last_seq}
 
     def timeline(self, instance_id: str) -> Timeline:
         record = self._record(instance_id)

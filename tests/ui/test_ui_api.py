@@ -65,7 +65,7 @@ def test_instance_history_and_timeline(setup: Setup) -> None:
     assert status == 200 and inst["status"] == "FAILED"
     assert inst["failure"]["error_type"] == "TaskFailedError"
     assert "cannot handle 'x'" in inst["failure"]["message"]
-    events = setup.request("GET", f"/api/instances/{iid}/history")[1]
+    events = setup.request("GET", f"/api/instances/{iid}/history")[1]["items"]
     assert [e["kind"] for e in events] == [e.kind for e in client.get_orchestration_history(iid)]
     scheduled = next(e for e in events if e["kind"] == "TaskScheduled")
     record = setup.durable.store.get_instance(iid)

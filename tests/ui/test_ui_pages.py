@@ -29,13 +29,13 @@ PAGE_BUDGET = 0.300
 def _open(page: Any, path: str) -> None:
     """Go to ``path`` and wait until its script has rendered the API's answer once."""
     page.goto(path)
-    page.wait_for_function("Number(document.body.dataset.loaded || 0) >= 1")
+    page.wait_for_function("() => Number(document.body.dataset.loaded || 0) >= 1")
 
 
 def _reloaded(page: Any) -> None:
     """Wait for the next render (after an action or a filter change)."""
     seen = page.evaluate("Number(document.body.dataset.loaded || 0)")
-    page.wait_for_function(f"Number(document.body.dataset.loaded || 0) > {seen}")
+    page.wait_for_function(f"() => Number(document.body.dataset.loaded || 0) > {seen}")
 
 
 def _row_ids(page: Any) -> list[str]:
@@ -112,13 +112,13 @@ def test_instance_page_shows_payloads_history_timeline_and_links(setup: Setup,
     page.screenshot(path=str(SCREENSHOTS / "ui-instance.png"), full_page=True)
 
     page.click("a.child-link")
-    page.wait_for_function("Number(document.body.dataset.loaded || 0) >= 1 && "
+    page.wait_for_function("() => Number(document.body.dataset.loaded || 0) >= 1 && "
                            "document.querySelector('#parent-link')")
     child = page.text_content("#iid")
     assert state.output["shipped"]["reserved"] == ["book"]
     assert _status(setup, child) is OrchestrationStatus.COMPLETED
     page.click("#parent-link")
-    page.wait_for_function(f"document.querySelector('#iid').textContent === {iid!r} && "
+    page.wait_for_function(f"() => document.querySelector('#iid').textContent === {iid!r} && "
                            "Number(document.body.dataset.loaded || 0) >= 1")
 
 
@@ -215,10 +215,10 @@ def test_actions_from_the_instance_page(setup: Setup, page: Any) -> None:
     setup.wait("terminated, with its child", lambda: _status(setup, iid)
                is _status(setup, child) is OrchestrationStatus.TERMINATED)
     assert client.get_orchestration_state(iid).output == "stopped by hand"
-    page.wait_for_function("document.querySelector('#instance').dataset.status === "
+    page.wait_for_function("() => document.querySelector('#instance').dataset.status === "
                            "'TERMINATED'")
     _act(page, "purge", recursive=True)
-    page.wait_for_function("document.querySelector('#instance').dataset.status === 'PURGED'")
+    page.wait_for_function("() => document.querySelector('#instance').dataset.status === 'PURGED'")
     assert page.text_content("#action-result") == "Purged 2 instance(s)."
     assert _status(setup, iid) is None and _status(setup, child) is None
 

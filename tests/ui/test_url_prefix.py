@@ -74,9 +74,9 @@ def test_the_pages_link_and_call_under_the_prefix(prefixed: Setup, browser: Any)
             or outside.append(r.url))
     try:
         page.goto(f"{PREFIX}/?q={iid}")
-        page.wait_for_function("Number(document.body.dataset.loaded || 0) >= 1")
+        page.wait_for_function("() => Number(document.body.dataset.loaded || 0) >= 1")
         page.click(f'a:text-is("{iid}")')
-        page.wait_for_function(f"document.querySelector('#iid') && "
+        page.wait_for_function(f"() => document.querySelector('#iid') && "
                                f"document.querySelector('#iid').textContent === {iid!r} && "
                                "Number(document.body.dataset.loaded || 0) >= 1")
         assert page.url == f"{prefixed.base_url}{PREFIX}/instances/{iid}"

@@ -70,7 +70,22 @@ function showError(node, message) {
   node.hidden = !message;
 }
 
-/** Run fn every CONFIG.refresh_seconds while the checkbox is ticked and the tab is visible. */
+/** fn (async) wrapped so that a call while the previous call still runs is skipped: a slow
+ *  server is not sent more work than it finishes. document.body.dataset.skipped counts them. */
+function oneAtATime(fn) {
+  let running = false;
+  return async () => {
+    if (running) {
+      document.body.dataset.skipped = String(Number(document.body.dataset.skipped || 0) + 1);
+      return;
+    }
+    running = true;
+    try { await fn(); } finally { running = false; }
+  };
+}
+
+/** Call fn every CONFIG.refresh_seconds while the checkbox is ticked and the tab is visible
+ *  (pass a oneAtATime function: a refresh is then skipped while the last one runs). */
 function autoRefresh(checkbox, fn) {
   const every = (CONFIG.refresh_seconds || 5) * 1000;
   setInterval(() => {

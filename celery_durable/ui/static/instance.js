@@ -7,6 +7,11 @@ const resultBox = document.getElementById("action-result");
 const dialog = document.getElementById("dialog");
 let current = null;  // the instance as last loaded
 let purged = false;  // purged from this page: nothing left to load
+// the page of the history shown: events after `after` (or, with only `before`, the last ones
+// before it); `limit` per page (?history_limit=N in the page's URL, else the server's default)
+const historyWindow = { after: null, before: null,
+                        limit: new URLSearchParams(location.search).get("history_limit") };
+let historyPage = null;  // the page as last loaded
 
 const ACTION_TEXT = {
   events: ["Raise an event", "Deliver an external event to this instance."],
@@ -66,7 +71,25 @@ function renderInstance(inst) {
   }
 }
 
-function renderHistory(events) {
+function historyQuery() {
+  const params = new URLSearchParams();
+  for (const key of ["after", "before", "limit"]) {
+    if (historyWindow[key] !== null && historyWindow[key] !== undefined) params.set(key, historyWindow[key]);
+  }
+  const query = params.toString();
+  return "/history" + (query ? "?" + query : "");
+}
+
+function renderHistory(page) {
+  historyPage = page;
+  const events = page.items;
+  const info = events.length
+    ? `events ${events[0].seq}–${events[events.length - 1].seq} of ${page.total}` : `${page.total} events`;
+  document.getElementById("history-info").textContent = info;
+  document.getElementById("history-first").disabled = !page.earlier;
+  document.getElementById("history-earlier").disabled = !page.earlier;
+  document.getElementById("history-later").disabled = !page.later;
+  document.getElementById("history-latest").disabled = !page.later;
   document.querySelector("#history tbody").replaceChildren(...events.map(e =>
     el("tr", { dataset: { kind: e.kind, seq: e.seq } },
       el("td", { class: "num" }, e.seq), el("td", {}, e.kind),
@@ -79,7 +102,7 @@ async function load() {
   if (purged) return;
   try {
     const [inst, events, svg] = await Promise.all([
-      api(apiInstance(INSTANCE_ID)), api(apiInstance(INSTANCE_ID, "/history")),
+      api(apiInstance(INSTANCE_ID)), api(apiInstance(INSTANCE_ID, historyQuery())),
       fetch(apiInstance(INSTANCE_ID, "/timeline.svg"), { credentials: "same-origin" })
         .then(r => r.ok ? r.text() : "")]);
     showError(errorBox, "");
@@ -164,14 +187,31 @@ async function confirmAction(event) {
   }
 }
 
+function showHistory(after, before) {
+  historyWindow.after = after;
+  historyWindow.before = before;
+  load();
+}
+document.getElementById("history-first").addEventListener("click", () => showHistory(null, null));
+document.getElementById("history-earlier").addEventListener("click", () => {
+  if (historyPage && historyPage.items.length) showHistory(null, historyPage.items[0].seq);
+});
+document.getElementById("history-later").addEventListener("click", () => {
+  if (historyPage && historyPage.items.length) showHistory(historyPage.items[historyPage.items.length - 1].seq, null);
+});
+document.getElementById("history-latest").addEventListener("click", () => {
+  if (historyPage && historyPage.last_seq !== null) showHistory(null, historyPage.last_seq + 1);
+});
+
 for (const button of document.querySelectorAll("#actions button[data-action]")) {
   button.addEventListener("click", () => openDialog(button.dataset.action));
 }
 document.getElementById("dialog-form").addEventListener("submit", confirmAction);
 document.getElementById("d-cancel").addEventListener("click", () => dialog.close());
 
-load();
+const refresh = oneAtATime(load);
+refresh();
 autoRefresh(document.getElementById("auto-refresh"), () => {
   const ended = current && ["COMPLETED", "FAILED", "TERMINATED"].includes(current.status);
-  if (!dialog.open && !ended) load();
+  if (!dialog.open && !ended) refresh();
 });

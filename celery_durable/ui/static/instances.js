@@ -105,5 +105,6 @@ document.getElementById("first").addEventListener("click", () => {
 buildStatusFilter();
 loadFiltersFromUrl();
 for (const box of statusBoxes()) box.addEventListener("change", () => form.requestSubmit());
-load();
-autoRefresh(document.getElementById("auto-refresh"), load);
+const refresh = oneAtATime(load);
+refresh();
+autoRefresh(document.getElementById("auto-refresh"), refresh);
