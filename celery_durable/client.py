@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from celery_durable import tracing
 from celery_durable.engine import history as h
 from celery_durable.engine.context import name_of
 from celery_durable.engine.failure import FailureDetails
@@ -83,8 +84,15 @@ class DurableClient:
         if start_at is not None and not isinstance(start_at, datetime):
             raise TypeError(f"start_at must be a datetime, got {start_at!r}")
         version = version or self.durable.version_for(name)
+        with tracing.creating(name, instance_id, version) as trace:
+            self._schedule(name, instance_id, data, version, tags, start_at, session, trace)
+        return instance_id
+
+    def _schedule(self, name: str, instance_id: str, data: Any, version: str | None,
+                  tags: dict[str, str] | None, start_at: datetime | None, session: Any,
+                  trace: dict[str, str] | None) -> None:
         now = _now()
-        start = h.execution_started(name, data, now, version=version)
+        start = tracing.keep_trace(h.execution_started(name, data, now, version=version), trace)
         record = NewInstance(instance_id=instance_id, name=name, version=version, input=data,
                              tags=tags, start_at=utc(start_at) if start_at else None,
                              created_at=now)
@@ -98,7 +106,6 @@ class DurableClient:
             joined.on_commit(lambda: self._start(record, now))
         else:  # a transaction on another database: create and start once it has committed
             joined.on_commit(lambda: self._start(self._create(record, start), now))
-        return instance_id
 
     def _create(self, record: NewInstance, start: HistoryEvent) -> NewInstance:
         if not self.store.create_instance(record, [start]):
