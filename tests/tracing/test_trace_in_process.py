@@ -1,0 +1,89 @@
+"""One orchestration, one trace: the real OpenTelemetry SDK in this process, an embedded worker
+(threads), SQLite and the filesystem broker. The state cache is dropped between steps so that
+later episodes replay the whole history: the spans must not repeat."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+import span_files  # noqa: E402
+import trace_checks  # noqa: E402
+import traced_workflow  # noqa: E402
+from celery import Celery  # noqa: E402
+from celery.contrib.testing.worker import start_worker  # noqa: E402
+from opentelemetry import trace  # noqa: E402
+
+from celery_durable import Durable, OrchestrationStatus  # noqa: E402
+
+_CONFIGURED: dict[str, Path] = {}
+
+
+@pytest.fixture
+def spans_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This process' span file (the global TracerProvider is set once per process); spans are
+    recorded only during the test."""
+    if "path" not in _CONFIGURED:
+        _CONFIGURED["path"] = tmp_path_factory.mktemp("spans") / "in-process.jsonl"
+        span_files.configure(_CONFIGURED["path"])
+    path = _CONFIGURED["path"]
+    path.write_text("")
+    span_files.SAMPLER.enabled = True
+    try:
+        yield path
+    finally:
+        span_files.SAMPLER.enabled = False
+
+
+@contextlib.contextmanager
+def _worker(tmp: Path) -> Iterator[Durable]:
+    folder = tmp / "broker"
+    (folder / "control").mkdir(parents=True)
+    app = Celery("traced", broker="filesystem://", set_as_current=False)
+    app.conf.update(broker_transport_options={
+        "data_folder_in": str(folder), "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"), "polling_interval": 0.01},
+        task_default_queue="traced", result_backend=None, task_ignore_result=True,
+        durable_sweeper_enabled=False)
+    durable = Durable(app, store_url=f"sqlite:///{tmp / 'store.sqlite3'}")
+    traced_workflow.register(durable)
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
+                      loglevel="WARNING", queues=["traced"]):
+        yield durable
+    durable.store.dispose()
+
+
+def _wait(what: str, check: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_one_orchestration_is_one_trace_without_duplicates_after_replays(
+        tmp_path: Path, spans_path: Path) -> None:
+    with _worker(tmp_path) as durable:
+        client = durable.client
+        with trace.get_tracer("web").start_as_current_span("POST /orders",
+                                                           kind=trace.SpanKind.SERVER):
+            iid = client.schedule_new_orchestration("ship_order", input=["b", "aa", "ccc"])
+        # the child has finished and the parent waits for the event
+        _wait("the sub-orchestration ends", lambda: getattr(client.get_orchestration_state(
+            f"{iid}:charge"), "runtime_status", None) is OrchestrationStatus.COMPLETED)
+        durable.runner.cache.discard(iid)  # the next episode replays all history
+        misses = durable.runner.cache.misses
+        client.raise_orchestration_event(iid, "approved", data=True)
+        state = client.wait_for_orchestration_completion(iid, timeout=20)
+        assert state.runtime_status is OrchestrationStatus.COMPLETED
+        assert durable.runner.cache.misses > misses  # it did replay
+    spans = span_files.read_spans(spans_path.parent)
+    by_name = trace_checks.check_one_trace(spans, "POST /orders", iid)
+    last = max(by_name["orchestration:ship_order"], key=lambda s: s["start"])
+    assert last["attributes"]["durabletask.task.status"] == "COMPLETED"
