@@ -204,7 +204,9 @@ class DurableClient:
         """Deliver an external event; events nobody waits for yet are kept in order."""
         check_event_name(event_name)
         payload = self._payload(data, f"data of event {event_name!r}")
-        self._send(instance_id, h.event_raised(event_name, payload, _now()), "raise an event to")
+        with tracing.raising(instance_id, event_name):
+            self._send(instance_id, h.event_raised(event_name, payload, _now()),
+                       "raise an event to")
 
     def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
         self._send(instance_id, h.execution_suspended(_now(), reason), "suspend")

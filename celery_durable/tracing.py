@@ -53,6 +53,7 @@ ATTR_INSTANCE_ID = "durabletask.task.instance_id"
 ATTR_TASK_ID = "durabletask.task.task_id"
 ATTR_STATUS = "durabletask.task.status"
 ATTR_FIRE_AT = "durabletask.fire_at"
+ATTR_EVENT_TARGET_INSTANCE_ID = "durabletask.event.target_instance_id"
 ATTR_EXECUTION_ID = "celery_durable.execution_id"
 ATTR_ATTEMPT = "celery_durable.attempt"
 
@@ -130,6 +131,21 @@ def creating(name: str, instance_id: str, version: str | None) -> Iterator[Carri
     with _tracer().start_as_current_span(span_name("create_orchestration", name, version),
                                          kind=SpanKind.PRODUCER, attributes=attributes) as span:
         yield _carrier(span) if span.is_recording() else None
+
+
+@contextlib.contextmanager
+def raising(instance_id: str, event_name: str) -> Iterator[None]:
+    """The span ``orchestration_event:<name>`` (PRODUCER) around raising an event, in the
+    caller's trace (a web request's), when the caller is traced; the orchestration's own trace
+    gets its span when an episode takes the event."""
+    if not OTEL_AVAILABLE or not trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
+    attributes = {ATTR_TYPE: "event", ATTR_NAME: event_name,
+                  ATTR_EVENT_TARGET_INSTANCE_ID: instance_id}
+    with _tracer().start_as_current_span(span_name("orchestration_event", event_name),
+                                         kind=SpanKind.PRODUCER, attributes=attributes):
+        yield
 
 
 # -- publishing --------------------------------------------------------------------------------

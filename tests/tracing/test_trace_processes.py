@@ -95,6 +95,9 @@ def test_trace_across_client_and_restarted_workers(tmp_path: Path, instrumented:
     assert len({s["pid"] for s in episodes}) >= 2, "episodes before and after the restart"
     (approve,) = [s for s in spans if s["name"] == "POST /approve"]
     assert approve["trace_id"] != episodes[0]["trace_id"]  # the raiser's own request trace
+    raised = [s for s in spans if s["parent_id"] == approve["span_id"]]
+    assert [(s["name"], s["kind"]) for s in raised] == [("orchestration_event:approved",
+                                                         "PRODUCER")]
     runs = [s for s in spans if s["name"].startswith("run/")]
     if instrumented:
         # instrumentation-celery's spans of our activities nest in the orchestration's trace:
