@@ -19,6 +19,7 @@ durabletask-python's (``orchestration:<name>``, ``activity:<name>``, ``durableta
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -65,8 +66,16 @@ def span_name(kind: str, name: str, version: str | None = None) -> str:
     return f"{kind}:{name}@({version})" if version else f"{kind}:{name}"
 
 
+_TRACER: Any = None
+
+
 def _tracer() -> Any:
-    return trace.get_tracer(TRACER_NAME)
+    """This package's tracer, got once (before the SDK is configured it is the API's proxy,
+    which follows the provider set later)."""
+    global _TRACER
+    if _TRACER is None:
+        _TRACER = trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
 def _carrier(span: Any = None) -> Carrier | None:
@@ -81,17 +90,32 @@ def _carrier(span: Any = None) -> Carrier | None:
 
 def _context(carrier: Mapping[str, Any] | None) -> Any:
     """The OpenTelemetry context of a stored carrier, or None."""
-    if not OTEL_AVAILABLE or not isinstance(carrier, Mapping) or \
-            not isinstance(carrier.get(TRACEPARENT), str):
+    if not OTEL_AVAILABLE or not isinstance(carrier, Mapping):
         return None
-    ctx = _PROPAGATOR.extract({k: v for k, v in carrier.items() if isinstance(v, str)})
+    traceparent, tracestate = carrier.get(TRACEPARENT), carrier.get(TRACESTATE)
+    if not isinstance(traceparent, str):
+        return None
+    return _extract(traceparent, tracestate if isinstance(tracestate, str) else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _extract(traceparent: str, tracestate: str | None) -> Any:
+    """The (immutable) context of a W3C traceparent and tracestate, or None when invalid; an
+    instance's episodes parse the same one again and again."""
+    carrier = {TRACEPARENT: traceparent}
+    if tracestate:
+        carrier[TRACESTATE] = tracestate
+    ctx = _PROPAGATOR.extract(carrier)
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
 
-def _current_links() -> list[Any]:
-    """A link to the current span (what triggered this work), if there is one."""
+def _current_links(parent: Any) -> list[Any]:
+    """A link to the current span (what triggered this work), if there is one and it is not
+    ``parent`` (a context) itself."""
     span_context = trace.get_current_span().get_span_context()
-    return [Link(span_context)] if span_context.is_valid else []
+    parent_id = trace.get_current_span(parent).get_span_context().span_id
+    return [Link(span_context)] if span_context.is_valid and \
+        span_context.span_id != parent_id else []
 
 
 def _ns(when: datetime) -> int:
@@ -245,7 +269,8 @@ class EpisodeTrace:
             attributes[ATTR_VERSION] = version
         span = _tracer().start_span(span_name("orchestration", name, version), context=self._root,
                                     kind=SpanKind.SERVER, attributes=attributes,
-                                    links=_current_links(), start_time=self._start_ns)
+                                    links=_current_links(self._root),
+                                    start_time=self._start_ns)
         if not span.is_recording():
             return
         self._span, self._name, self._instance_id = span, name, instance.instance_id

@@ -87,3 +87,53 @@ def test_one_orchestration_is_one_trace_without_duplicates_after_replays(
     by_name = trace_checks.check_one_trace(spans, "POST /orders", iid)
     last = max(by_name["orchestration:ship_order"], key=lambda s: s["start"])
     assert last["attributes"]["durabletask.task.status"] == "COMPLETED"
+
+
+def _spans(path: Path) -> list[dict[str, Any]]:
+    return span_files.read_spans(path.parent)
+
+
+def test_continue_as_new_stays_in_the_trace(spans_path: Path) -> None:
+    from celery_durable.testing import DurableTestEnv
+
+    with DurableTestEnv() as env:
+
+        @env.durable.orchestrator(name="countdown")
+        def countdown(ctx: Any, n: int) -> Any:
+            if n == 0:
+                return "done"
+            yield ctx.create_timer(ctx.current_utc_datetime)
+            ctx.continue_as_new(n - 1)
+
+        with trace.get_tracer("web").start_as_current_span("POST /countdown"):
+            iid = env.schedule_new_orchestration("countdown", input=2)
+        assert env.wait_for_orchestration_completion(iid).output == "done"
+    spans = _spans(spans_path)
+    (create,) = [s for s in spans if s["name"] == "create_orchestration:countdown"]
+    episodes = [s for s in spans if s["name"] == "orchestration:countdown"]
+    executions = {s["attributes"]["celery_durable.execution_id"] for s in episodes}
+    assert len(executions) == 3, executions
+    assert all(s["parent_id"] == create["span_id"] for s in episodes)
+    assert {s["trace_id"] for s in spans} == {create["trace_id"]}
+
+
+def test_an_instance_started_untraced_makes_no_spans(spans_path: Path) -> None:
+    from celery_durable.testing import DurableTestEnv
+
+    with DurableTestEnv() as env:
+
+        @env.durable.activity(name="echo")
+        def echo(ctx: Any, x: Any) -> Any:
+            return x
+
+        @env.durable.orchestrator(name="echo_twice")
+        def echo_twice(ctx: Any, x: Any) -> Any:
+            yield ctx.call_activity("echo", input=x)
+            return (yield ctx.call_activity("echo", input=x))
+
+        span_files.SAMPLER.enabled = False  # the client does not record: nothing is kept
+        iid = env.schedule_new_orchestration("echo_twice", input=1)
+        span_files.SAMPLER.enabled = True  # the worker would record, but has no parent
+        assert env.wait_for_orchestration_completion(iid).output == 1
+        assert "trace" not in env.store.get_history(iid)[0].data
+    assert _spans(spans_path) == []
