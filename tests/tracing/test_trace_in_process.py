@@ -23,24 +23,6 @@ from opentelemetry import trace  # noqa: E402
 
 from celery_durable import Durable, OrchestrationStatus  # noqa: E402
 
-_CONFIGURED: dict[str, Path] = {}
-
-
-@pytest.fixture
-def spans_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """This process' span file (the global TracerProvider is set once per process); spans are
-    recorded only during the test."""
-    if "path" not in _CONFIGURED:
-        _CONFIGURED["path"] = tmp_path_factory.mktemp("spans") / "in-process.jsonl"
-        span_files.configure(_CONFIGURED["path"])
-    path = _CONFIGURED["path"]
-    path.write_text("")
-    span_files.SAMPLER.enabled = True
-    try:
-        yield path
-    finally:
-        span_files.SAMPLER.enabled = False
-
 
 @contextlib.contextmanager
 def _worker(tmp: Path) -> Iterator[Durable]:
@@ -74,9 +56,10 @@ def test_one_orchestration_is_one_trace_without_duplicates_after_replays(
         with trace.get_tracer("web").start_as_current_span("POST /orders",
                                                            kind=trace.SpanKind.SERVER):
             iid = client.schedule_new_orchestration("ship_order", input=["b", "aa", "ccc"])
-        # the child has finished and the parent waits for the event
-        _wait("the sub-orchestration ends", lambda: getattr(client.get_orchestration_state(
-            f"{iid}:charge"), "runtime_status", None) is OrchestrationStatus.COMPLETED)
+        # the parent has taken the child's result and waits for the event (its state is
+        # cached before that episode's commit is visible)
+        _wait("the parent takes the sub-orchestration's result", lambda: any(
+            e.kind == "SubOrchestrationCompleted" for e in durable.store.get_history(iid)))
         durable.runner.cache.discard(iid)  # the next episode replays all history
         misses = durable.runner.cache.misses
         client.raise_orchestration_event(iid, "approved", data=True)
