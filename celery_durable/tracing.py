@@ -244,10 +244,11 @@ class EpisodeTrace:
         self._inbox: list[h.HistoryEvent] = []
 
     def begin(self, instance: Any, execution_id: str, started: h.HistoryEvent | None,
-              commit: Any, inbox: Sequence[h.HistoryEvent]) -> None:
+              commit: Any, inbox: Sequence[Any]) -> None:
         """Open the episode span (from when the episode began) and stamp the trace context
         into ``commit``: its messages' headers, its children's and its next execution's start.
-        Called once the commit is planned, before it is written."""
+        Called once the commit is planned, before it is written; ``inbox``: the rows (with
+        their ``event`` as it arrived) the episode took."""
         if not OTEL_AVAILABLE:
             return
         try:
@@ -257,7 +258,7 @@ class EpisodeTrace:
             self._span = None
 
     def _begin(self, instance: Any, execution_id: str, started: h.HistoryEvent | None,
-               commit: Any, inbox: Sequence[h.HistoryEvent]) -> None:
+               commit: Any, inbox: Sequence[Any]) -> None:
         self._stored = stored_trace(started)
         self._root = _context(self._stored)
         if self._root is None:
@@ -275,7 +276,7 @@ class EpisodeTrace:
             return
         self._span, self._name, self._instance_id = span, name, instance.instance_id
         self._carrier = _carrier(span)
-        self._inbox = list(inbox)
+        self._inbox = [row.event for row in inbox]
         self._stamp(commit)
 
     def _stamp(self, commit: Any) -> None:

@@ -135,7 +135,7 @@ class EpisodeRunner:
                     return True
                 if not isinstance(plan, _Rejected):
                     trace.begin(ep.instance, plan.execution_id, plan.started, plan.commit,
-                                [row.event for row in ep.inbox])
+                                ep.inbox)
                 # leaving without a commit keeps every inbox row and saves ``extra`` to the inbox
                 outbox_ids = [] if isinstance(plan, _Rejected) else ep.commit(plan.commit)
                 if not isinstance(plan, _Rejected) and plan.state is not None:
