@@ -22,7 +22,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -197,25 +198,60 @@ def _header(request: Any, name: str) -> Any:
     return value
 
 
+#: the trace an execution's start kept, by (instance id, execution id), as looked up for
+#: messages that came without one (None: it kept none); bounded, per process
+_STARTS: OrderedDict[tuple[str, str], Carrier | None] = OrderedDict()
+STARTS_CACHED = 1024
+
+
+def _sdk_configured() -> bool:
+    """Whether a tracer provider that may record is set (not the API's proxy or no-op)."""
+    return not isinstance(trace.get_tracer_provider(),
+                          (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
+def _kept_trace(key: tuple[str, str],
+                find: Callable[[], h.HistoryEvent | None]) -> Carrier | None:
+    """The carrier the execution's start kept, found once per process (`_STARTS`)."""
+    if key in _STARTS:
+        _STARTS.move_to_end(key)
+        return _STARTS[key]
+    try:
+        carrier = stored_trace(find())
+    except Exception:  # the store is unreachable: no span rather than no activity
+        logger.warning("could not read the trace context of %s", key[0], exc_info=True)
+        return None
+    _STARTS[key] = carrier
+    while len(_STARTS) > STARTS_CACHED:
+        _STARTS.popitem(last=False)
+    return carrier
+
+
 @contextlib.contextmanager
-def activity_span(request: Any, name: str, instance_id: str, task_id: int,
-                  attempt: int) -> Iterator[None]:
+def activity_span(request: Any, name: str, instance_id: str, task_id: int, attempt: int,
+                  execution_id: str = "",
+                  find_start: Callable[[], h.HistoryEvent | None] | None = None
+                  ) -> Iterator[None]:
     """The span ``activity:<name>`` around an orchestrated activity's function. Its parent is
     the episode span that sent it (the message's ``traceparent``), or the current span when
     that continues the same trace (opentelemetry-instrumentation-celery's ``run/<task>``,
-    itself under the episode span): never two parents, never a broken one."""
+    itself under the episode span): never two parents, never a broken one. A message rebuilt
+    from history (``recover``, the sweeper's re-dispatch) has no ``traceparent``: then the
+    span's parent is the trace the execution's start kept, read once with ``find_start``."""
     if not OTEL_AVAILABLE:
         yield
         return
     sent = _context({TRACEPARENT: _header(request, TRACEPARENT),
                      TRACESTATE: _header(request, TRACESTATE)})
+    if sent is None and find_start is not None and _sdk_configured():
+        sent = _context(_kept_trace((instance_id, execution_id), find_start))
     current = trace.get_current_span().get_span_context()
     if current.is_valid and (sent is None or current.trace_id ==
                              trace.get_current_span(sent).get_span_context().trace_id):
         parent = None  # the current context: it is already in the orchestration's trace
     elif sent is not None:
         parent = sent
-    else:  # a message without trace context (e.g. rebuilt from history by recover)
+    else:  # an instance without a trace
         yield
         return
     attributes = {ATTR_TYPE: "activity", ATTR_NAME: name, ATTR_INSTANCE_ID: instance_id,

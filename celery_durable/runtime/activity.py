@@ -119,8 +119,10 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
             return None
         ctx = ActivityContext(instance_id, task_id, attempt, task.request.id)
         try:
-            with tracing.activity_span(task.request, definition.name, instance_id,
-                                       int(task_id), attempt):
+            with tracing.activity_span(
+                    task.request, definition.name, instance_id, int(task_id), attempt,
+                    execution_id, lambda: durable.store.execution_start(instance_id,
+                                                                        execution_id)):
                 result = to_json(definition.fn(ctx, from_json(input, annotation)),
                                  f"result of activity {definition.name!r}",
                                  limit=durable.settings.max_payload_bytes)

@@ -120,3 +120,42 @@ def test_an_instance_started_untraced_makes_no_spans(spans_path: Path) -> None:
         assert env.wait_for_orchestration_completion(iid).output == 1
         assert "trace" not in env.store.get_history(iid)[0].data
     assert _spans(spans_path) == []
+
+
+def test_a_message_rebuilt_from_history_still_joins_the_trace(tmp_path: Path,
+                                                              spans_path: Path) -> None:
+    """``recover`` and the sweeper's re-dispatch rebuild an activity's message from history,
+    without the episode's ``traceparent``: the run's span finds the trace the start kept."""
+    from celery_durable.engine.actions import ScheduleActivity
+    from celery_durable.runtime import messages
+
+    with _worker(tmp_path) as durable:
+
+        @durable.activity(name="late_step", queue="later")  # no worker consumes "later"
+        def late_step(ctx: Any, x: int) -> int:
+            return x + 1
+
+        @durable.orchestrator(name="one_late_step")
+        def one_late_step(ctx: Any, x: int) -> Any:
+            return (yield ctx.call_activity("late_step", input=x))
+
+        client = durable.client
+        with trace.get_tracer("web").start_as_current_span("POST /late"):
+            iid = client.schedule_new_orchestration("one_late_step", input=1)
+        _wait("the activity is scheduled", lambda: any(
+            e.kind == "TaskScheduled" for e in durable.store.get_history(iid)))
+        with durable.app.connection_for_write() as conn:  # the sent message is lost
+            conn.default_channel.queue_purge("later")
+        scheduled = next(e for e in durable.store.get_history(iid) if e.kind == "TaskScheduled")
+        record = durable.store.get_instance(iid)
+        assert record is not None
+        rebuilt = messages.activity_message(iid, record.execution_id, ScheduleActivity(
+            scheduled.task_id, "late_step", 1, 1), "later", "one_late_step")
+        assert "traceparent" not in rebuilt["options"]["headers"]
+        durable.app.tasks["late_step"].apply(args=[1], task_id=rebuilt["options"]["task_id"],
+                                             headers=rebuilt["options"]["headers"])
+        assert client.wait_for_orchestration_completion(iid, timeout=20).output == 2
+    spans = _spans(spans_path)
+    (create,) = [s for s in spans if s["name"] == "create_orchestration:one_late_step"]
+    (run,) = [s for s in spans if s["name"] == "activity:late_step"]
+    assert run["trace_id"] == create["trace_id"] and run["parent_id"] == create["span_id"]
