@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from celery_durable import tracing
 from celery_durable.engine import history as h
 from celery_durable.engine.context import name_of
 from celery_durable.engine.failure import FailureDetails
@@ -89,8 +90,15 @@ class DurableClient:
             raise TypeError(f"start_at must be a datetime, got {start_at!r}")
         start_at = check_start_at(start_at)
         version = version or self.durable.version_for(name)
+        with tracing.creating(name, instance_id, version) as trace:
+            self._schedule(name, instance_id, data, version, tags, start_at, session, trace)
+        return instance_id
+
+    def _schedule(self, name: str, instance_id: str, data: Any, version: str | None,
+                  tags: dict[str, str] | None, start_at: datetime | None, session: Any,
+                  trace: dict[str, str] | None) -> None:
         now = _now()
-        start = h.execution_started(name, data, now, version=version)
+        start = tracing.keep_trace(h.execution_started(name, data, now, version=version), trace)
         record = NewInstance(instance_id=instance_id, name=name, version=version, input=data,
                              tags=tags, start_at=utc(start_at) if start_at else None,
                              created_at=now)
@@ -104,7 +112,6 @@ class DurableClient:
             joined.on_commit(lambda: self._start(record, now))
         else:  # a transaction on another database: create and start once it has committed
             joined.on_commit(lambda: self._start(self._create(record, start), now))
-        return instance_id
 
     def _create(self, record: NewInstance, start: HistoryEvent) -> NewInstance:
         if not self.store.create_instance(record, [start]):
@@ -203,7 +210,9 @@ class DurableClient:
         """Deliver an external event; events nobody waits for yet are kept in order."""
         check_event_name(event_name)
         payload = self._payload(data, f"data of event {event_name!r}")
-        self._send(instance_id, h.event_raised(event_name, payload, _now()), "raise an event to")
+        with tracing.raising(instance_id, event_name):
+            self._send(instance_id, h.event_raised(event_name, payload, _now()),
+                       "raise an event to")
 
     def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
         reason = check_reason(reason, "suspend", self.durable.settings.max_payload_bytes)

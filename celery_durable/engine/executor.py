@@ -119,6 +119,9 @@ class Orchestration:
         self._received_ids: set[int] = set()
         self._next_seq = 0
         self._carryover: list[HistoryEvent] = []
+        #: this execution's ExecutionStarted (its data carries what the start kept, e.g. the
+        #: trace context), once fed
+        self.started: HistoryEvent | None = None
 
     @property
     def history_length(self) -> int:
@@ -275,6 +278,7 @@ class Orchestration:
             self._received_ids.add(event.task_id)
         elif kind == h.EXECUTION_STARTED:
             self._started = True
+            self.started = self.started or event
         if kind in _BUFFERED_WHILE_SUSPENDED and self._status is Status.SUSPENDED:
             self._suspended_events.append(event)
         elif kind in h.COMPLETION_KINDS:

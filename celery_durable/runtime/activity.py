@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
+from celery_durable import tracing
 from celery_durable.engine import history as h
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.errors import DurableError, MalformedMessageError, OrchestrationNotFoundError
@@ -118,9 +119,13 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
             return None
         ctx = ActivityContext(instance_id, task_id, attempt, task.request.id)
         try:
-            result = to_json(definition.fn(ctx, from_json(input, annotation)),
-                             f"result of activity {definition.name!r}",
-                             limit=durable.settings.max_payload_bytes)
+            with tracing.activity_span(
+                    task.request, definition.name, instance_id, int(task_id), attempt,
+                    execution_id, lambda: durable.store.execution_start(instance_id,
+                                                                        execution_id)):
+                result = to_json(definition.fn(ctx, from_json(input, annotation)),
+                                 f"result of activity {definition.name!r}",
+                                 limit=durable.settings.max_payload_bytes)
         except Exception as exc:
             failure = FailureDetails.from_exception(exc)
             event = h.task_failed(int(task_id), failure, _now())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from celery_durable import tracing
 from celery_durable.engine import history as h
 from celery_durable.engine.actions import (
     Action,
@@ -56,6 +57,8 @@ class _Plan:
     commit: EpisodeCommit
     execution_id: str
     state: Orchestration | None = None
+    #: the execution's start (its data keeps the trace context), once the engine has run
+    started: h.HistoryEvent | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class EpisodeRunner:
         that accepts it (``rejections``: how often this wake-up was rejected before)."""
         now = now or datetime.now(timezone.utc)
         store = self.durable.store
+        trace = tracing.EpisodeTrace()
         try:
             with store.episode(instance_id, list(extra), wait=wait, claim=claim) as ep:
                 if ep is None:
@@ -129,6 +133,9 @@ class EpisodeRunner:
                 plan = self._plan(ep, now)
                 if plan is None:
                     return True
+                if not isinstance(plan, _Rejected):
+                    trace.begin(ep.instance, plan.execution_id, plan.started, plan.commit,
+                                ep.inbox)
                 # leaving without a commit keeps every inbox row and saves ``extra`` to the inbox
                 outbox_ids = [] if isinstance(plan, _Rejected) else ep.commit(plan.commit)
                 if not isinstance(plan, _Rejected) and plan.state is not None:
@@ -136,8 +143,9 @@ class EpisodeRunner:
                     # it; should the commit fail, it is dropped below (and until then `take`
                     # refuses it: it is ahead of the store)
                     self.cache.put(instance_id, plan.execution_id, plan.state)
-        except BaseException:
+        except BaseException as exc:
             self.cache.discard(instance_id)
+            trace.failed(exc)
             raise
         if isinstance(plan, _Rejected):
             self.rejected += 1
@@ -146,6 +154,7 @@ class EpisodeRunner:
             return True
         self.episodes += 1
         self._publish(plan.commit.outbox, outbox_ids)
+        trace.end(plan.commit)
         return True
 
     def _publish(self, outbox: list[messages.Message], ids: list[int]) -> None:
@@ -213,7 +222,9 @@ class EpisodeRunner:
             state.replay(history)
         self.events_processed += len(current)
         result = state.run([row.event for row in current], now)
-        return self._plan_result(inst, state, result, consumed, now)
+        plan = self._plan_result(inst, state, result, consumed, now)
+        plan.started = state.started
+        return plan
 
     def _fail_before_running(self, inst: Any, consumed: list[int], exc: Exception,
                              now: datetime) -> _Plan:

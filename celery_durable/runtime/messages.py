@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Celery
 
+from celery_durable import tracing
 from celery_durable.engine.actions import ScheduleActivity, ScheduleTask
 from celery_durable.engine.history import utc
 
@@ -126,6 +127,7 @@ def publish(app: Celery, messages: Iterable[Message]) -> None:
                 if "eta" in options:
                     options["eta"] = datetime.fromisoformat(options["eta"])
                 # JSON whatever the app's task_serializer: workers refuse anything else
-                app.send_task(message["task"], args=message.get("args") or [],
-                              kwargs=message.get("kwargs") or {}, producer=producer,
-                              serializer="json", **options)
+                with tracing.sending(options.get("headers")):
+                    app.send_task(message["task"], args=message.get("args") or [],
+                                  kwargs=message.get("kwargs") or {}, producer=producer,
+                                  serializer="json", **options)

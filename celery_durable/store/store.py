@@ -66,6 +66,7 @@ from celery_durable.store.schema import (
     timers,
     wakeups,
 )
+from celery_durable.store.starts import execution_start
 from celery_durable.store.writes import (
     chunks,
     claim_wakeup,
@@ -336,6 +337,11 @@ class Store:
             row = conn.execute(select(instances)
                                .where(instances.c.instance_id == instance_id)).mappings().first()
         return None if row is None else InstanceRecord.from_row(row)
+
+    def execution_start(self, instance_id: str, execution_id: str) -> HistoryEvent | None:
+        """The ``ExecutionStarted`` event of one execution (see `store.starts`), or None."""
+        with self._read() as conn:
+            return execution_start(conn, instance_id, execution_id)
 
     def get_history(self, instance_id: str) -> list[HistoryEvent]:
         """The current execution's history in order; raises `OrchestrationNotFoundError`."""
