@@ -19,6 +19,7 @@ from celery_durable.errors import (
     MalformedMessageError,
     OrchestrationNotFoundError,
 )
+from celery_durable.metrics.worker import EpisodeMetricsStep
 from celery_durable.registry import (
     GLOBAL,
     ActivityDef,
@@ -87,6 +88,7 @@ class Durable:
         GLOBAL.subscribe(_WeakAdd(self.registry))
         app.steps["worker"].add(SweeperStep)
         app.steps["worker"].add(VersionQueuesStep)
+        app.steps["worker"].add(EpisodeMetricsStep)  # (celery_durable.metrics.worker)
         _by_app[app] = self
 
     # -- settings and store -----------------------------------------------------------------------

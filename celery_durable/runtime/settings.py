@@ -41,6 +41,8 @@ class DurableSettings:
     client_episodes: bool = False
     #: instances that ended longer ago than this are deleted by the sweeper (None: kept)
     retention: timedelta | None = None
+    #: workers report their episodes for the metrics (None: when they send events, ``-E``)
+    worker_metrics: bool | None = None
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -67,6 +69,7 @@ class DurableSettings:
                                             get("max_payload_bytes", defaults.max_payload_bytes)),
             client_episodes=bool(get("client_episodes", defaults.client_episodes)),
             retention=_retention(conf.get("durable_retention")),
+            worker_metrics=get("worker_metrics", None),
         )
 
 
