@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -149,9 +149,11 @@ class EpisodeEventReceiver:
     """Consumes ``durable-episodes`` events in a thread; `totals` sums the processes' tallies
     (see the module's docstring)."""
 
-    def __init__(self, app: Celery, retire_after: float = RETIRE_AFTER) -> None:
+    def __init__(self, app: Celery, retire_after: float = RETIRE_AFTER,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.retire_after = retire_after
+        self.clock = clock
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], tuple[float, dict[str, Tally]]] = {}
         self._retired: dict[str, Tally] = {}
@@ -201,12 +203,12 @@ class EpisodeEventReceiver:
             logger.warning("ignored a malformed %s event: %r", EVENT, event)
             return
         with self._lock:
-            self._latest[key] = (time.monotonic(), tallies)
+            self._latest[key] = (self.clock(), tallies)
 
     def totals(self) -> tuple[dict[str, Tally], int]:
         """Per orchestrator, the episodes of every process heard from since the exporter
         started; and how many processes reported within `RETIRE_AFTER`."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             for key, (seen, tallies) in list(self._latest.items()):
                 if now - seen > self.retire_after:
