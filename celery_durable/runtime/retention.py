@@ -70,7 +70,7 @@ def sweep_retention(durable: Durable, now: datetime) -> int:
         return 0
     total = 0
     for _ in range(SWEEP_BATCHES):
-        deleted = store.purge_ended(ended_before=now - retention)
+        deleted = store.purge_ended(ended_before=now - retention, limit=BATCH)
         total += deleted
         if deleted < BATCH:
             break
