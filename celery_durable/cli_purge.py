@@ -51,7 +51,7 @@ def parse_time(value: str | None, option: str, now: datetime) -> datetime | None
 def purge(ctx: click.Context, instance_id: str | None, status: tuple[str, ...],
           created_before: str | None, created_after: str | None, recursive: bool | None,
           dry_run: bool) -> None:
-    """Delete an ended instance and its history, or every ended instance matching filters."""
+    """Delete ended instances: one by ID, or all matching filters."""
     client = _durable(ctx).client
     filtered = bool(status or created_before or created_after)
     if instance_id is not None:
