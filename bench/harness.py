@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -46,6 +47,8 @@ BROKER_DB = 9
 BACKEND_DB = 10
 #: how often the client looks at marks or the store while it waits
 POLL = 0.02
+#: run against this store instead of a fresh database (it is neither created nor dropped)
+ENV_STORE_URL = "BENCH_STORE_URL"
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,9 @@ class Cluster:
         stack.callback(shutil.rmtree, self.tmp, ignore_errors=True)
         for folder in (self.marks.folder, self.counters_dir):
             folder.mkdir()
-        if self.backend.store == "postgresql":
+        if os.environ.get(ENV_STORE_URL):  # an existing store, e.g. bench/million.py's
+            self.store_url = os.environ[ENV_STORE_URL]
+        elif self.backend.store == "postgresql":
             self.store_url = stack.enter_context(database("postgresql", "durable_bench"))
         else:
             self.store_url = f"sqlite:///{self.tmp / 'store.sqlite3'}"
@@ -251,8 +256,11 @@ class Cluster:
     def wait_completed(self, prefix: str, count: int, timeout: float) -> list[tuple[str, float]]:
         """Once ``count`` instances whose ids start with ``prefix`` have completed: (id,
         completed_at as a POSIX time) of each. Raises if one ends otherwise."""
+        # (the range lets the primary key find them in a store of millions: bench/million.py)
         query = (sa.select(instances.c.instance_id, instances.c.status, instances.c.completed_at)
                  .where(instances.c.instance_id.like(f"{prefix}%"),
+                        instances.c.instance_id >= prefix,
+                        instances.c.instance_id < prefix + "\x7f",
                         instances.c.status.in_(["COMPLETED", "FAILED", "TERMINATED"])))
         engine = self.durable.store.engine
 

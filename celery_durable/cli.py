@@ -378,16 +378,6 @@ def terminate(ctx: click.Context, instance_id: str, output_json: str | None,
     click.echo(f"Asked {instance_id} to terminate.")
 
 
-@_command(durable, "purge")
-@click.argument("instance_id")
-@click.option("--recursive/--no-recursive", default=True, show_default=True,
-              help="Purge its finished sub-orchestrations too.")
-def purge(ctx: click.Context, instance_id: str, recursive: bool) -> None:
-    """Delete an ended instance and its history."""
-    count = _durable(ctx).client.purge_orchestration(instance_id, recursive=recursive)
-    click.echo(f"Purged {count} instance(s).")
-
-
 @_command(durable, "recover")
 @click.option("--dry-run", is_flag=True, help="Count what would be sent; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -423,7 +413,10 @@ def _print_report(report: RecoveryReport) -> None:
 
 
 # ``replay`` and ``export`` live in a module of their own; importing it adds them to the group
+import celery_durable.cli_purge  # noqa: E402,F401
 import celery_durable.cli_replay  # noqa: E402,F401
+from celery_durable.metrics.command import metrics as _metrics  # noqa: E402
 from celery_durable.ui.command import ui as _ui  # noqa: E402  (the dashboard, its own module)
 
 durable.add_command(_ui)
+durable.add_command(_metrics)

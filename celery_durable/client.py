@@ -32,6 +32,7 @@ from celery_durable.ids import (
 )
 from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
+from celery_durable.runtime.retention import purge_by
 from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
 from celery_durable.state import OrchestrationState, Page
 from celery_durable.store import InboxItem, InstanceRecord, NewInstance, Store, WakeupClaim
@@ -266,6 +267,15 @@ class DurableClient:
     def purge_orchestration(self, instance_id: str, *, recursive: bool = True) -> int:
         """Delete an ended instance (and its sub-orchestrations); returns instances deleted."""
         return self.store.purge(check_instance_id(instance_id), recursive=recursive)
+
+    def purge_orchestrations_by(self, *, created_time_from: datetime | None = None,
+                                created_time_to: datetime | None = None,
+                                runtime_status: Any = None, recursive: bool = False) -> int:
+        """Delete every ended instance created in [from, to] with one of ``runtime_status``
+        (end statuses; None: all of them), in small batches; returns instances deleted."""
+        return purge_by(self.store, created_time_from=created_time_from,
+                        created_time_to=created_time_to, runtime_status=runtime_status,
+                        recursive=recursive)
 
 
 def _already_exists(instance_id: str) -> OrchestrationAlreadyExistsError:

@@ -19,6 +19,7 @@ from celery_durable.errors import (
     MalformedMessageError,
     OrchestrationNotFoundError,
 )
+from celery_durable.metrics.worker import EpisodeMetricsStep
 from celery_durable.registry import (
     GLOBAL,
     ActivityDef,
@@ -89,6 +90,7 @@ class Durable:
         app.steps["worker"].add(SweeperStep)
         app.steps["worker"].add(VersionQueuesStep)
         app.steps["worker"].add(PickleWarningStep)
+        app.steps["worker"].add(EpisodeMetricsStep)  # (celery_durable.metrics.worker)
         _by_app[app] = self
 
     # -- settings and store -----------------------------------------------------------------------

@@ -9,8 +9,9 @@ broker messages it implies are written to the outbox in that transaction and pub
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,19 @@ class _Rejected:
     unknown_name: bool = False
 
 
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    """What an observer of episodes (`EpisodeRunner.observers`: metrics, tracing) is told
+    after an episode committed and published."""
+
+    instance_id: str
+    orchestrator: str
+    #: the instance's status after the episode
+    status: OrchestrationStatus
+    #: wall time of the episode: lock, load, replay, commit, publish
+    seconds: float
+
+
 def completion_item(execution_id: str, event: h.HistoryEvent) -> InboxItem:
     """The inbox item of a task's completion; its key makes a second delivery a no-op."""
     assert event.task_id is not None, event
@@ -90,6 +104,9 @@ class EpisodeRunner:
         self.events_processed = 0
         #: completions left in the inbox for a coalesced episode (see `can_wait`)
         self.waited = 0
+        #: called with an `EpisodeOutcome` after each committed episode (hooks at the edges:
+        #: they see what was committed and change nothing; an observer's error is logged)
+        self.observers: list[Callable[[EpisodeOutcome], None]] = []
 
     @property
     def cache(self) -> StateCache:
@@ -126,10 +143,12 @@ class EpisodeRunner:
         now = now or datetime.now(timezone.utc)
         store = self.durable.store
         trace = tracing.EpisodeTrace()
+        started = time.perf_counter()
         try:
             with store.episode(instance_id, list(extra), wait=wait, claim=claim) as ep:
                 if ep is None:
                     return False
+                orchestrator = ep.instance.name
                 plan = self._plan(ep, now)
                 if plan is None:
                     return True
@@ -155,7 +174,17 @@ class EpisodeRunner:
         self.episodes += 1
         self._publish(plan.commit.outbox, outbox_ids)
         trace.end(plan.commit)
+        if self.observers:
+            self._observe(EpisodeOutcome(instance_id, orchestrator, Status(plan.commit.status),
+                                         time.perf_counter() - started))
         return True
+
+    def _observe(self, outcome: EpisodeOutcome) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(outcome)
+            except Exception:
+                logger.exception("episode observer %r failed", observer)
 
     def _publish(self, outbox: list[messages.Message], ids: list[int]) -> None:
         if not ids:

@@ -39,6 +39,10 @@ class DurableSettings:
     #: instead of sending it to a worker (one broker hop less; the client must import the
     #: orchestrators' code, which it does to schedule them)
     client_episodes: bool = False
+    #: instances that ended longer ago than this are deleted by the sweeper (None: kept)
+    retention: timedelta | None = None
+    #: workers report their episodes for the metrics (None: when they send events, ``-E``)
+    worker_metrics: bool | None = None
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -64,10 +68,27 @@ class DurableSettings:
             max_payload_bytes=_positive_int("durable_max_payload_bytes",
                                             get("max_payload_bytes", defaults.max_payload_bytes)),
             client_episodes=bool(get("client_episodes", defaults.client_episodes)),
+            retention=_retention(conf.get("durable_retention")),
+            worker_metrics=get("worker_metrics", None),
         )
 
 
 def _positive_int(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{key} must be a positive int (bytes), got {value!r}")
+    return value
+
+
+def _retention(value: Any) -> timedelta | None:
+    """``durable_retention``: a timedelta or seconds, positive; None keeps every instance."""
+    if value is None:
+        return None
+    if not isinstance(value, timedelta):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("durable_retention must be a timedelta or a number of seconds "
+                             f"(e.g. timedelta(days=30)), got {value!r}")
+        value = timedelta(seconds=value)
+    if value <= timedelta(0):
+        raise ValueError(f"durable_retention must be positive, got {value!r}; leave it unset "
+                         "(None) to keep every instance")
     return value

@@ -20,6 +20,7 @@ from celery import bootsteps
 
 from celery_durable.runtime import messages
 from celery_durable.runtime.redispatch import redispatch
+from celery_durable.runtime.retention import sweep_retention
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -34,6 +35,7 @@ class SweepReport:
     outbox: int = 0
     woken: int = 0
     redispatched: int = 0
+    purged: int = 0
 
 
 def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
@@ -67,10 +69,12 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
             durable.wake(instance_id)
             report.woken += 1
     report.redispatched = redispatch(durable, now)
-    if report.timers or report.outbox or report.woken or report.redispatched:
+    report.purged = sweep_retention(durable, now)
+    if report.timers or report.outbox or report.woken or report.redispatched or report.purged:
         logger.info("sweep: %d timer(s) dispatched, %d message(s) re-published, %d instance(s) "
-                    "woken, %d overdue task(s) re-dispatched", report.timers, report.outbox,
-                    report.woken, report.redispatched)
+                    "woken, %d overdue task(s) re-dispatched, %d ended instance(s) purged",
+                    report.timers, report.outbox, report.woken, report.redispatched,
+                    report.purged)
     return report
 
 

@@ -1,5 +1,5 @@
 """The store's tables (SQLAlchemy Core): instances, history, inbox, timers, outbox, wakeups,
-redispatches.
+redispatches, purged.
 
 Datetimes are stored as naive UTC (read back as aware UTC by `records`); JSON is stored as text.
 The Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares
@@ -28,7 +28,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 #: The Alembic revision the code expects; ``create_schema`` upgrades to it.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 #: Alembic's version table, named apart from any version table of the user's own migrations.
 VERSION_TABLE = "durable_alembic_version"
 
@@ -78,6 +78,11 @@ instances = Table(
     Index("ix_durable_instances_parent", "parent_instance_id"),
     Index("ix_durable_instances_status_created", "status", "created_at"),
     Index("ix_durable_instances_name_created", "name", "created_at"),
+    # listing every instance by creation (durable list, the dashboard), retention by end time,
+    # counts by orchestrator and status (metrics): migration 0004
+    Index("ix_durable_instances_created", "created_at", "instance_id"),
+    Index("ix_durable_instances_completed", "completed_at"),
+    Index("ix_durable_instances_name_status", "name", "status"),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -157,6 +162,18 @@ redispatches = Table(
     Column("next_check_at", utc_datetime(), nullable=False),
     Column("redispatched", Integer, nullable=False, default=0, server_default=text("0")),
     PrimaryKeyConstraint("instance_id", "execution_id", "task_id", name="pk_durable_redispatches"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# How many instances of each orchestrator and end status were purged (store/retention.py): the
+# metrics' counters add them to the instances still stored, so that a purge lowers none of them.
+purged = Table(
+    "durable_purged",
+    metadata,
+    Column("name", String(256), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("instances", BigInteger, nullable=False, default=0, server_default=text("0")),
+    PrimaryKeyConstraint("name", "status", name="pk_durable_purged"),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -39,6 +39,7 @@ from celery_durable.store.engine import (
     masked_url,
 )
 from celery_durable.store.episode import Episode, WakeupClaim, run_episode
+from celery_durable.store.metrics import StoreMetrics, read_metrics
 from celery_durable.store.migrate import upgrade_schema
 from celery_durable.store.outbox_acks import OutboxAcks
 from celery_durable.store.overdue import (
@@ -57,8 +58,16 @@ from celery_durable.store.records import (
     now,
     to_db_time,
 )
+from celery_durable.store.retention import (
+    BATCH,
+    delete_ended,
+    delete_redispatches,
+    ended_batch,
+    ended_descendants,
+    ended_statuses,
+    settled_redispatches,
+)
 from celery_durable.store.schema import (
-    INSTANCE_TABLES,
     history,
     inbox,
     instances,
@@ -507,8 +516,39 @@ class Store:
                             children.append(child)
                 ids.extend(children)
                 frontier = children
-            delete_instance_rows(conn, ids, INSTANCE_TABLES)
+            delete_ended(conn, self.dialect, ids)
         return len(ids)
+
+    def purge_ended(self, *, statuses: Sequence[str] | None = None,
+                    created_from: datetime | None = None, created_to: datetime | None = None,
+                    ended_before: datetime | None = None, recursive: bool = False,
+                    limit: int = BATCH) -> int:
+        """Delete at most ``limit`` ended instances (of ``statuses``: end statuses only)
+        created in [created_from, created_to] and ended before ``ended_before`` (with their
+        ended descendants if ``recursive``), in one short transaction; return how many were
+        deleted (0: none is left). See `celery_durable.store.retention`."""
+        wanted = ended_statuses(statuses)
+        with self._write() as conn:
+            ids = ended_batch(conn, self.dialect, statuses=wanted, created_from=created_from,
+                              created_to=created_to, ended_before=ended_before, limit=limit)
+            if recursive and ids:
+                ids += ended_descendants(conn, self.dialect, ids)
+            return delete_ended(conn, self.dialect, ids) if ids else 0
+
+    def forget_settled_redispatches(self, limit: int = BATCH) -> int:
+        """Delete re-dispatch records whose task completed or whose execution is over."""
+        with self._read() as conn:
+            keys = settled_redispatches(conn, limit)
+        if keys:
+            with self._write() as conn:
+                delete_redispatches(conn, keys)
+        return len(keys)
+
+    def metrics(self, at: datetime | None = None) -> StoreMetrics:
+        """What the Prometheus metrics read from the store (see `celery_durable.store.metrics`:
+        three indexed statements)."""
+        with self._read() as conn:
+            return read_metrics(conn, at or now())
 
     def forget_wakeups(self, instance_ids: Sequence[str]) -> None:
         """Release the wake-up claims of these instances (`recover`: the broker may have lost

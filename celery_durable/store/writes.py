@@ -194,6 +194,9 @@ def create_instances(conn: Connection, dialect: str,
         else:
             created.update(_ours(conn, fresh, {iid: rows[iid]["execution_id"] for iid in fresh}))
     if finished:
+        # the ended instances replaced stay in the metrics' counters (retention imports writes)
+        from celery_durable.store.retention import count_as_purged
+        count_as_purged(conn, dialect, finished)
         delete_instance_rows(conn, finished, (history, inbox, timers, redispatches))
         for iid in finished:
             row = {k: v for k, v in rows[iid].items() if k != "instance_id"}

@@ -17,6 +17,7 @@ from tornado.httpserver import HTTPServer
 from celery_durable.ui import handlers
 from celery_durable.ui.auth import BasicAuth
 from celery_durable.ui.dashboard import ACTIONS, Dashboard
+from celery_durable.ui.metrics import MetricsPage
 from celery_durable.ui.security import HostPolicy, body_limit
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def make_application(dashboard: Dashboard, auth: BasicAuth | None = None,
         (rf"/api/instances/{_ID}/history", handlers.HistoryApi, common),
         (rf"/api/instances/{_ID}/timeline(\.svg)?", handlers.TimelineApi, common),
         (rf"/api/instances/{_ID}/({actions})", handlers.ActionApi, common),
+        (r"/metrics", MetricsPage, common),  # Prometheus (celery_durable.metrics)
     ]
     routed: list[Any] = [(re.escape(prefix) + path, handler, kwargs)
                          for path, handler, kwargs in routes]

@@ -31,8 +31,8 @@ other ``python``               **script**: a complete program, run as ``python <
                                ``celery -A m worker ...`` (started for real, in the background,
                                until the page ends), ``celery -A m flower ...`` (started; its
                                API must answer with the ``--basic-auth`` credentials and 401
-                               without), ``celery -A m durable ui ...`` (started, checked as
-                               Flower is), ``celery -A m durable ...`` (run; exit status 0),
+                               without), ``celery -A m durable ui ...`` and ``durable
+                               metrics ...`` (started, checked as Flower is), ``celery -A m durable ...`` (run; exit status 0),
                                ``python name.py`` (run; exit status 0; its output is kept for
                                the next block), ``python manage.py ...`` (a Django command, run;
                                exit status 0) or ``pytest ...`` (the page's test files, run
@@ -546,6 +546,14 @@ def start_dashboard(session: Session, argv: list[str]) -> None:
     _start_http(session, "dashboard", argv, 5566, "/api/instances")
 
 
+def start_metrics(session: Session, argv: list[str]) -> None:
+    """``celery -A m durable metrics ...``: started like the dashboard, ``/metrics`` checked."""
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise Skip("prometheus_client is not installed (pip install 'celery-durable[metrics]')")
+    session.used.add(f"{argv[2]}.py")
+    _start_http(session, "metrics exporter", argv, 9808, "/metrics")
+
+
 def _start_http(session: Session, name: str, argv: list[str], default_port: int,
                 path: str) -> None:
     """Start a web server command in the background; ``path`` must answer 200 with the
@@ -596,6 +604,8 @@ def run_command(session: Session, command: Command, expect_success: bool = True
         start_flower(session, argv)
     elif kind == "celery durable" and argv[4:5] == ["ui"]:
         start_dashboard(session, argv)
+    elif kind == "celery durable" and argv[4:5] == ["metrics"]:
+        start_metrics(session, argv)
     elif kind == "celery durable":
         proc = run_celery(session, argv)
         if expect_success:
