@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from celery_durable.client_schedules import ScheduleMethods
 from celery_durable.engine import history as h
 from celery_durable.engine.context import name_of
 from celery_durable.engine.failure import FailureDetails
@@ -42,7 +43,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class DurableClient:
+class DurableClient(ScheduleMethods):
     """Schedules, queries, waits for and steers orchestrations of one ``Durable``."""
 
     def __init__(self, durable: Durable) -> None:
