@@ -106,7 +106,8 @@ class ScheduleMethods:
         second run, or "buffer_one" (start it when the previous run ends; one at most).
         ``catchup_window``: ticks missed while no worker ran are started once each if younger
         than this, else skipped (counted in ``missed``); without it only the latest missed tick
-        runs. Creating again with the same definition returns the stored schedule; with another
+        runs, and ticks less than a minute late (a sweep that came late) run as usual.
+        Creating again with the same definition returns the stored schedule; with another
         one raises `ScheduleAlreadyExistsError` (delete it first).
         """
         schedule_id = check_instance_id(schedule_id)

@@ -18,6 +18,8 @@ from celery_durable.errors import InvalidScheduleError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 OVERLAP_POLICIES = ("skip", "allow", "buffer_one")
+#: without a catch-up window, ticks this late still run (a sweep may come late: a busy worker)
+DEFAULT_LATENESS = timedelta(minutes=1)
 #: most ticks one sweep starts for one schedule (a long catch-up continues at the next sweep)
 MAX_STARTS = 100
 #: most ticks counted one by one when a cron schedule skips a long outage
@@ -137,9 +139,9 @@ def plan_fire(spec: ScheduleSpec, overlap: str, catchup_window: timedelta | None
               previous_running: bool, now: datetime) -> FirePlan:
     """Decide what the ticks due by ``now`` become.
 
-    - A tick older than ``now - catchup_window`` is missed (counted, not started); without a
-      window only the latest due tick runs (an on-time tick is the latest; after an outage, one
-      run stands for the ticks missed).
+    - A tick older than ``now - catchup_window`` is missed (counted, not started). Without a
+      window, ticks up to `DEFAULT_LATENESS` late run, and of older ones only the latest (after
+      an outage, one run stands for the ticks missed).
     - ``overlap``: while the previous run is still going (``previous_running``, or a run this plan
       starts), "skip" skips the tick (counted), "allow" starts it anyway, "buffer_one" keeps it
       and starts it once the previous run has ended (one tick at most; more are skipped).
@@ -152,8 +154,8 @@ def plan_fire(spec: ScheduleSpec, overlap: str, catchup_window: timedelta | None
     tick = next_run_at
     if tick is None or tick > now:
         return plan
-    cutoff = (spec.last_at_or_before(tick, now) if catchup_window is None
-              else now - catchup_window)
+    cutoff = (min(now - DEFAULT_LATENESS, spec.last_at_or_before(tick, now))
+              if catchup_window is None else now - catchup_window)
     if tick < cutoff:
         first = spec.first_at_or_after(cutoff)
         plan.missed = spec.count(tick, first)
