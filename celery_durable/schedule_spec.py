@@ -98,9 +98,12 @@ class ScheduleSpec:
             return 0
         if self.interval is not None:
             return -(-((until - first) // _US) // (self.interval // _US))
-        n, tick = 0, first
-        while tick is not None and tick < until and n < _MAX_COUNTED:
-            n, tick = n + 1, self.next_after(tick)
+        n, at = 0, first
+        while n < _MAX_COUNTED:
+            n, later = n + 1, self.next_after(at)
+            if later is None or later >= until:
+                break
+            at = later
         return n
 
     def last_at_or_before(self, first: datetime, when: datetime) -> datetime:

@@ -14,10 +14,11 @@ after the previous one committed:
 
 - PostgreSQL and MySQL/MariaDB: the admitting transaction locks the name's row in
   ``durable_concurrency`` (``SELECT ... FOR UPDATE``) before it counts, and keeps the lock until
-  it commits the instance RUNNING. PostgreSQL runs at READ COMMITTED, where the count (a
-  statement after the lock) sees every admission committed before the lock was granted; MySQL's
-  REPEATABLE READ would count from an older snapshot, so there the count is a locking read
-  (``FOR SHARE``), which reads the latest committed rows.
+  it commits the instance RUNNING. The store runs both at READ COMMITTED (store/engine.py),
+  where each statement reads what was committed when it began: the count, a statement after
+  the lock was granted, sees every admission committed before (a plain read: a locking read of
+  the instances would only add lock waits and, on InnoDB, next-key deadlocks with the episodes
+  that end them).
 - SQLite: every write transaction (``BEGIN IMMEDIATE``) holds the database's write lock from its
   start, so an admission sees all earlier ones and none runs alongside it.
 """
@@ -41,21 +42,21 @@ def lock_name(conn: Connection, dialect: str, name: str) -> None:
     """Take the lock that serialises the admissions of ``name`` (until the transaction ends)."""
     if dialect == "sqlite":  # the write transaction is the lock
         return
-    conn.execute(insert_ignore(dialect, concurrency_slots.name),
-                 [{"name": name, "created_at": to_db_time(now())}])
-    conn.execute(select(concurrency_slots.c.name).where(concurrency_slots.c.name == name)
-                 .with_for_update())
+    lock = select(concurrency_slots.c.name).where(concurrency_slots.c.name == name) \
+        .with_for_update()
+    if conn.execute(lock).first() is None:
+        # the name's first admission creates its row (not every time: on InnoDB, INSERT IGNORE
+        # of an existing key takes a shared lock, and two of those wanting the exclusive one
+        # deadlock)
+        conn.execute(insert_ignore(dialect, concurrency_slots.name),
+                     [{"name": name, "created_at": to_db_time(now())}])
+        conn.execute(lock)
 
 
-def holding(conn: Connection, dialect: str, name: str) -> int:
+def holding(conn: Connection, name: str) -> int:
     """How many instances of ``name`` hold a slot (RUNNING or SUSPENDED), as last committed."""
     query = select(func.count()).select_from(instances).where(
         instances.c.name == name, instances.c.status.in_(HOLDING))
-    if dialect == "mysql":  # see the module's docstring
-        query = (select(func.count()).select_from(
-            select(instances.c.instance_id).where(instances.c.name == name,
-                                                  instances.c.status.in_(HOLDING))
-            .with_for_update(read=True).subquery()))
     return int(conn.execute(query).scalar_one())
 
 
@@ -79,7 +80,7 @@ def admit(conn: Connection, dialect: str, name: str, instance_id: str, limit: in
     """Whether ``instance_id`` (waiting) may start now, and the waiting instances to wake
     after this transaction commits: the next one when a slot is still free after it."""
     lock_name(conn, dialect, name)
-    held = holding(conn, dialect, name)
+    held = holding(conn, name)
     if held >= limit:
         return False, []
     queue = waiting(conn, name, at, 2)

@@ -11,6 +11,7 @@ that created its instance moved ``next_run_at``), and the instance id names the 
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -162,7 +163,7 @@ class ScheduleStore:
                 schedules.c.schedule_id == schedule_id)).mappings().first()
         return None if row is None else ScheduleRecord.from_row(row)
 
-    def list(self) -> list[ScheduleRecord]:
+    def list(self) -> builtins.list[ScheduleRecord]:
         """Every schedule, by id."""
         with self._read() as conn:
             rows = conn.execute(select(schedules).order_by(schedules.c.schedule_id)).mappings()
@@ -213,7 +214,7 @@ class ScheduleStore:
                                       [start(record, instance_id, tick)], now())
         return created
 
-    def fire_due(self, at: datetime, start: Starter) -> list[Fired]:
+    def fire_due(self, at: datetime, start: Starter) -> builtins.list[Fired]:
         """Fire the ticks due by ``at`` of the schedules no other sweeper holds (see the
         module's docstring); return the instances created, to be woken after the commit."""
         due = or_(schedules.c.next_run_at <= to_db_time(at), schedules.c.buffered_at.is_not(None))
@@ -221,7 +222,7 @@ class ScheduleStore:
                  .order_by(schedules.c.next_run_at).limit(BATCH))
         if self._store.dialect != "sqlite":
             query = query.with_for_update(skip_locked=True)
-        fired: list[Fired] = []
+        fired: builtins.list[Fired] = []
         with self._write() as conn:
             for row in conn.execute(query).mappings().all():
                 fired.extend(self._fire(conn, ScheduleRecord.from_row(row), at, start))

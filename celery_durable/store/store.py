@@ -29,6 +29,7 @@ from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.status import TERMINAL_STATUSES, OrchestrationStatus
 from celery_durable.errors import OrchestrationNotFoundError, OrchestrationStateError
 from celery_durable.payload import loads
+from celery_durable.store import limits
 from celery_durable.store.engine import (
     READ_ONLY,
     StatementCount,
@@ -48,7 +49,6 @@ from celery_durable.store.overdue import (
     find_overdue,
     mark_redispatched,
 )
-from celery_durable.store import limits
 from celery_durable.store.records import (
     InboxItem,
     InstanceRecord,
@@ -468,7 +468,7 @@ class Store:
         """The oldest instance of ``name`` waiting for a slot of its concurrency ``limit``
         since before ``older_than``, if a slot is free (store/limits.py), else nothing."""
         with self._read() as conn:
-            if limits.holding(conn, self.dialect, name) >= limit:
+            if limits.holding(conn, name) >= limit:
                 return []
             return limits.waiting(conn, name, at, 1, older_than)
 

@@ -27,8 +27,14 @@ import pytest
 import schedule_app as sa
 from services import REDIS_URL, database, require
 from worker_app import env_config
-from workers import WorkerProcess, delete_queue, logs_on_failure, stop_all, subprocess_env, \
-    wait_until
+from workers import (
+    WorkerProcess,
+    delete_queue,
+    logs_on_failure,
+    stop_all,
+    subprocess_env,
+    wait_until,
+)
 
 from celery_durable import Durable, OrchestrationStatus
 
