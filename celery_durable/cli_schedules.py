@@ -4,38 +4,13 @@ trigger``: manage durable schedules from the shell. The commands join the ``dura
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from celery_durable.cli import _command, _durable, _echo_json, _parse_json, _table, _time, durable
 from celery_durable.client_schedules import Schedule
-
-
-def schedule_json(s: Schedule) -> dict[str, Any]:
-    """A schedule as ``--json`` prints it (and the dashboard's API serves it)."""
-    def iso(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    def seconds(value: timedelta | None) -> float | None:
-        return None if value is None else value.total_seconds()
-
-    return {"schedule_id": s.schedule_id, "orchestrator": s.orchestrator, "input": s.input,
-            "interval_seconds": seconds(s.interval), "cron": s.cron,
-            "start_at": iso(s.start_at), "end_at": iso(s.end_at), "overlap": s.overlap,
-            "catchup_window_seconds": seconds(s.catchup_window), "paused": s.paused,
-            "next_run_at": iso(s.next_run_at), "last_run_at": iso(s.last_run_at),
-            "last_instance_id": s.last_instance_id, "runs": s.runs, "missed": s.missed,
-            "overlapped": s.overlapped}
-
-
-def every(s: Schedule) -> str:
-    """How often the schedule ticks, in words: ``every 30s`` or its cron expression."""
-    if s.interval is not None:
-        total = s.interval.total_seconds()
-        return f"every {total:g}s"
-    return f"cron {s.cron}"
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -52,7 +27,7 @@ def _when(value: str | None, option: str) -> datetime | None:
 def _show(s: Schedule) -> None:
     _table(["SCHEDULE ID", "ORCHESTRATOR", "WHEN", "OVERLAP", "PAUSED", "NEXT RUN (UTC)",
             "LAST RUN (UTC)", "RUNS", "MISSED", "OVERLAPPED"],
-           [[s.schedule_id, s.orchestrator, every(s), s.overlap, "yes" if s.paused else "no",
+           [[s.schedule_id, s.orchestrator, s.every, s.overlap, "yes" if s.paused else "no",
              _time(s.next_run_at), _time(s.last_run_at), str(s.runs), str(s.missed),
              str(s.overlapped)]])
 
@@ -63,11 +38,11 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
     """List the durable schedules with their next and last runs."""
     found = _durable(ctx).client.list_schedules()
     if as_json:
-        _echo_json([schedule_json(s) for s in found])
+        _echo_json([s.to_json() for s in found])
     elif found:
         _table(["SCHEDULE ID", "ORCHESTRATOR", "WHEN", "PAUSED", "NEXT RUN (UTC)",
                 "LAST RUN (UTC)", "RUNS", "MISSED"],
-               [[s.schedule_id, s.orchestrator, every(s), "yes" if s.paused else "no",
+               [[s.schedule_id, s.orchestrator, s.every, "yes" if s.paused else "no",
                  _time(s.next_run_at), _time(s.last_run_at), str(s.runs), str(s.missed)]
                 for s in found])
     else:
@@ -104,7 +79,7 @@ def create(ctx: click.Context, schedule_id: str, orchestrator: str, interval: fl
         cron=cron, start_at=_when(start_at, "--start-at"), end_at=_when(end_at, "--end-at"),
         overlap=overlap, catchup_window=catchup_window)
     if as_json:
-        _echo_json(schedule_json(created))
+        _echo_json(created.to_json())
     else:
         _show(created)
 
@@ -134,7 +109,7 @@ def _one(name: str, help_text: str) -> None:
             click.echo(_echo_value(as_json, instance_id))
             return
         if as_json:
-            _echo_json(schedule_json(found))
+            _echo_json(found.to_json())
         else:
             _show(found)
 

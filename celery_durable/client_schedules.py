@@ -55,6 +55,31 @@ class Schedule:
     overlapped: int = 0
     created_at: datetime | None = None
 
+    @property
+    def every(self) -> str:
+        """How often it ticks, in words: ``every 30s`` or ``cron <expression>``."""
+        if self.interval is not None:
+            return f"every {self.interval.total_seconds():g}s"
+        return f"cron {self.cron}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The schedule as JSON (what the CLI's ``--json`` prints and the dashboard serves)."""
+        def iso(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        def seconds(value: timedelta | None) -> float | None:
+            return None if value is None else value.total_seconds()
+
+        return {"schedule_id": self.schedule_id, "orchestrator": self.orchestrator,
+                "input": self.input, "every": self.every,
+                "interval_seconds": seconds(self.interval), "cron": self.cron,
+                "start_at": iso(self.start_at), "end_at": iso(self.end_at),
+                "overlap": self.overlap,
+                "catchup_window_seconds": seconds(self.catchup_window), "paused": self.paused,
+                "next_run_at": iso(self.next_run_at), "last_run_at": iso(self.last_run_at),
+                "last_instance_id": self.last_instance_id, "runs": self.runs,
+                "missed": self.missed, "overlapped": self.overlapped}
+
     @classmethod
     def from_record(cls, r: ScheduleRecord) -> Schedule:
         return cls(r.schedule_id, r.orchestrator, r.next_run_at, r.last_run_at, r.paused,
