@@ -5,7 +5,6 @@ trigger``: manage durable schedules from the shell. The commands join the ``dura
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 import click
 
