@@ -220,6 +220,9 @@ class ScheduleStore:
         due = or_(schedules.c.next_run_at <= to_db_time(at), schedules.c.buffered_at.is_not(None))
         query = (select(schedules).where(schedules.c.paused == 0, due)
                  .order_by(schedules.c.next_run_at).limit(BATCH))
+        with self._read() as conn:  # the usual sweep: nothing due, no write transaction
+            if conn.execute(query.with_only_columns(schedules.c.schedule_id)).first() is None:
+                return []
         if self._store.dialect != "sqlite":
             query = query.with_for_update(skip_locked=True)
         fired: builtins.list[Fired] = []
