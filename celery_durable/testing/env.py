@@ -146,6 +146,7 @@ class DurableTestEnv(DurableClient):
             if self.purge_on_close:
                 self._purge_started()
         finally:
+            self.store.outbox_acks.flush()  # (now: its timed flush would find no folder)
             self.store.dispose()
             if self._folder is not None:
                 shutil.rmtree(self._folder, ignore_errors=True)
