@@ -3,7 +3,7 @@
 An instance of a limited orchestrator that has not started (PENDING, no history yet) is
 *waiting*; waiting instances start in the order they were created (``created_at``, then id).
 An episode about to start such an instance is *admitted* only if it is the oldest waiting
-instance and fewer than N instances of the name hold a slot (RUNNING or SUSPENDED); otherwise it
+instance and fewer than N instances of the name hold a slot (`HOLDING`); otherwise it
 commits nothing and its start stays in the inbox. Nobody polls: whoever frees or leaves a slot
 wakes the next waiting instance through the outbox of its own commit (see
 `celery_durable.runtime.limits`), and the sweeper wakes the head of a queue whose wake-up was
@@ -34,8 +34,10 @@ from celery_durable.store.records import now, to_db_time
 from celery_durable.store.schema import concurrency_slots, instances
 from celery_durable.store.writes import insert_ignore
 
-#: the statuses that hold a slot of their orchestrator's limit
-HOLDING = (OrchestrationStatus.RUNNING.value, OrchestrationStatus.SUSPENDED.value)
+#: the statuses that hold a slot of their orchestrator's limit (an instance that continues as
+#: new keeps its slot between its executions)
+HOLDING = (OrchestrationStatus.RUNNING.value, OrchestrationStatus.SUSPENDED.value,
+           OrchestrationStatus.CONTINUED_AS_NEW.value)
 
 
 def lock_name(conn: Connection, dialect: str, name: str) -> None:
