@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 #: ``start(schedule, instance_id, tick)``: the instance a tick starts and its start events
 Starter = Callable[["ScheduleRecord", str, datetime], tuple[NewInstance, list[HistoryEvent]]]
-#: most schedules one `fire_due` transaction takes
+#: most schedules one `fire_due` transaction takes, and most transactions one call runs
 BATCH = 50
+MAX_BATCHES = 20
 
 
 def _ms(value: timedelta | None) -> int | None:
@@ -226,9 +227,13 @@ class ScheduleStore:
         if self._store.dialect != "sqlite":
             query = query.with_for_update(skip_locked=True)
         fired: builtins.list[Fired] = []
-        with self._write() as conn:
-            for row in conn.execute(query).mappings().all():
-                fired.extend(self._fire(conn, ScheduleRecord.from_row(row), at, start))
+        for _ in range(MAX_BATCHES):  # a transaction per BATCH schedules, until none is due
+            with self._write() as conn:
+                rows = conn.execute(query).mappings().all()
+                for row in rows:
+                    fired.extend(self._fire(conn, ScheduleRecord.from_row(row), at, start))
+            if len(rows) < BATCH:
+                break
         return fired
 
     def _fire(self, conn: Connection, record: ScheduleRecord, at: datetime,
