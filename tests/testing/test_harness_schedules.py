@@ -15,6 +15,7 @@ from celery_durable import (
     ScheduleNotFoundError,
     orchestrator,
 )
+from celery_durable.runtime.sweeper import sweep
 from celery_durable.testing import DurableTestEnv
 
 START = datetime(2026, 1, 5, 12, 0, 0, tzinfo=timezone.utc)  # a Monday, on the minute
@@ -168,3 +169,37 @@ def test_concurrency_limit_admits_in_fifo_order(env: DurableTestEnv) -> None:
 def test_concurrency_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrency_limit must be a positive int"):
         orchestrator(concurrency_limit=0)
+
+
+@orchestrator(name="sched.single", concurrency_limit=1)
+def single(ctx, seconds):  # type: ignore[no-untyped-def]
+    yield ctx.create_timer(timedelta(seconds=seconds))
+    return ctx.instance_id
+
+
+def test_waiting_instances_cost_nothing_and_the_sweeper_recovers_lost_wakeups() -> None:
+    with DurableTestEnv() as env:  # the clock at the real time: the store stamps rows with it
+        _lost_wakeups(env)
+
+
+def _lost_wakeups(env: DurableTestEnv) -> None:
+    from celery_durable.engine import history as h
+    from celery_durable.store import NewInstance
+
+    ids = [f"lost-{i}" for i in range(3)]
+    for i, iid in enumerate(ids):  # created with their start, but no wake-up was ever sent
+        at = env.now + timedelta(microseconds=i)
+        env.store.create_instance(NewInstance(instance_id=iid, name="sched.single",
+                                              created_at=at),
+                                  [h.execution_started("sched.single", 60, at)])
+    env.advance(timedelta(seconds=20))  # past the recovery grace: the sweeper wakes the head
+    assert [env.get_orchestration_state(i).runtime_status for i in ids] == [
+        Status.RUNNING, Status.PENDING, Status.PENDING]
+    # later sweeps leave the waiting ones alone (their starts are older than the grace: any
+    # other instance's would be woken), and no slot is free for the head of the queue
+    report = sweep(env.durable, now=env.now + timedelta(seconds=30))
+    assert (report.woken, report.fired) == (0, 0)
+    for iid in ids:
+        env.wait_for_orchestration_completion(iid, timeout=10)
+    starts = [env.get_orchestration_history(i)[0].timestamp for i in ids]
+    assert starts == sorted(starts) and starts[1] - starts[0] >= timedelta(seconds=60)
