@@ -43,10 +43,9 @@ def admission(durable: Durable, ep: Episode, definition: OrchestratorDef,
     admitted, wake = slots.admit(ep.connection, ep.dialect, inst.name, inst.instance_id,
                                  limit, now)
     if not admitted:
+        # (an older instance goes first: its own wake-up is on its way, or, lost, the sweeper's)
         logger.debug("instance %s waits for a slot of %r (limit %d)", inst.instance_id,
                      inst.name, limit)
-        if wake:  # the transaction commits nothing else: send the head's wake-up now
-            messages.publish(durable.app, [durable.episode_message(i, inst.name) for i in wake])
         return None
     return [durable.episode_message(i, inst.name) for i in wake]
 

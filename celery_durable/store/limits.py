@@ -86,7 +86,6 @@ def admit(conn: Connection, dialect: str, name: str, instance_id: str, limit: in
     if held >= limit:
         return False, []
     queue = waiting(conn, name, at, 2)
-    if not queue or queue[0] != instance_id:
-        # an older instance goes first: make sure it is on its way
-        return False, queue[:1]
+    if not queue or queue[0] != instance_id:  # an older instance goes first
+        return False, []
     return True, queue[1:2] if held + 1 < limit else []
