@@ -5,6 +5,7 @@ app, and drive instances through ``durable.client``.
 """
 
 from celery_durable.client import DurableClient
+from celery_durable.client_schedules import Schedule
 from celery_durable.engine.context import OrchestrationContext
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.history import HistoryEvent
@@ -15,6 +16,7 @@ from celery_durable.errors import (
     DurableError,
     InvalidInstanceIdError,
     InvalidNameError,
+    InvalidScheduleError,
     MalformedMessageError,
     NonDeterminismError,
     OrchestrationAlreadyExistsError,
@@ -24,6 +26,8 @@ from celery_durable.errors import (
     OrchestrationStateError,
     PayloadError,
     PayloadTooLargeError,
+    ScheduleAlreadyExistsError,
+    ScheduleNotFoundError,
     TaskFailedError,
     TransactionMismatchError,
     UnknownNameError,
@@ -50,6 +54,7 @@ __all__ = [
     "PayloadError", "PayloadTooLargeError", "RetryPolicy",
     "Task", "TaskFailedError", "TransactionMismatchError", "UnknownNameError",
     "VersionFailureStrategy",
+    "InvalidScheduleError", "Schedule", "ScheduleAlreadyExistsError", "ScheduleNotFoundError",
     "VersionMatchStrategy", "VersionMismatchError", "VersioningOptions", "activity", "orchestrator", "when_all",
     "when_any",
 ]

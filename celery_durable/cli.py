@@ -415,6 +415,7 @@ def _print_report(report: RecoveryReport) -> None:
 # ``replay`` and ``export`` live in a module of their own; importing it adds them to the group
 import celery_durable.cli_purge  # noqa: E402,F401
 import celery_durable.cli_replay  # noqa: E402,F401
+import celery_durable.cli_schedules  # noqa: E402,F401  (schedules, schedule ...)
 from celery_durable.metrics.command import metrics as _metrics  # noqa: E402
 from celery_durable.ui.command import ui as _ui  # noqa: E402  (the dashboard, its own module)
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from celery_durable import tracing
+from celery_durable.client_schedules import ScheduleMethods
 from celery_durable.engine import history as h
 from celery_durable.engine.context import name_of
 from celery_durable.engine.failure import FailureDetails
@@ -51,7 +52,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class DurableClient:
+class DurableClient(ScheduleMethods):
     """Schedules, queries, waits for and steers orchestrations of one ``Durable``."""
 
     def __init__(self, durable: Durable) -> None:

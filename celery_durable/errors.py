@@ -97,3 +97,15 @@ class TransactionMismatchError(DurableError, ValueError):
 class DjangoDatabaseError(DurableError, ValueError):
     """A Django ``DATABASES`` entry that the store cannot use (see
     ``celery_durable.contrib.django.store_url``)."""
+
+
+class InvalidScheduleError(DurableError, ValueError):
+    """A schedule's definition cannot be used: bad cron expression, interval, zone or policy."""
+
+
+class ScheduleNotFoundError(DurableError, LookupError):
+    """No schedule has the given id."""
+
+
+class ScheduleAlreadyExistsError(DurableError):
+    """A schedule with this id exists with another definition."""

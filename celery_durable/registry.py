@@ -28,6 +28,8 @@ class OrchestratorDef:
     name: str
     version: str | None = None
     queue: str | None = None
+    #: at most this many instances RUNNING at once across all workers (runtime/limits.py)
+    concurrency_limit: int | None = None
 
 
 @dataclass
@@ -204,11 +206,16 @@ def _check_function(fn: Any, what: str) -> None:
 
 def make_orchestrator(registry: Registry, fn: Callable[..., Any] | None = None, *,
                       name: str | None = None, version: str | None = None,
-                      queue: str | None = None) -> Any:
+                      queue: str | None = None, concurrency_limit: int | None = None) -> Any:
+    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or not isinstance(
+            concurrency_limit, int) or concurrency_limit < 1):
+        raise ValueError(f"concurrency_limit must be a positive int (instances RUNNING at once "
+                         f"across all workers) or None, got {concurrency_limit!r}")
+
     def decorate(func: Callable[..., Any]) -> Orchestrator:
         _check_function(func, "orchestrator")
         definition = OrchestratorDef(func, _check_name(name or func.__name__, "orchestrator"),
-                                     version, queue)
+                                     version, queue, concurrency_limit)
         registry.add(definition)
         return Orchestrator(definition)
 
@@ -231,11 +238,16 @@ def make_activity(registry: Registry, fn: Callable[..., Any] | None = None, *,
 def orchestrator(fn: Callable[..., Any]) -> Orchestrator: ...
 @overload
 def orchestrator(*, name: str | None = None, version: str | None = None,
-                 queue: str | None = None) -> Callable[[Callable[..., Any]], Orchestrator]: ...
+                 queue: str | None = None, concurrency_limit: int | None = None
+                 ) -> Callable[[Callable[..., Any]], Orchestrator]: ...
 def orchestrator(fn: Callable[..., Any] | None = None, *, name: str | None = None,
-                 version: str | None = None, queue: str | None = None) -> Any:
-    """Declare an orchestrator: ``@orchestrator`` or ``@orchestrator(name=, version=, queue=)``."""
-    return make_orchestrator(GLOBAL, fn, name=name, version=version, queue=queue)
+                 version: str | None = None, queue: str | None = None,
+                 concurrency_limit: int | None = None) -> Any:
+    """Declare an orchestrator: ``@orchestrator`` or ``@orchestrator(name=, version=, queue=,
+    concurrency_limit=)``; ``concurrency_limit=N``: at most N instances RUNNING at once across
+    all workers, the others wait PENDING in the order they were started."""
+    return make_orchestrator(GLOBAL, fn, name=name, version=version, queue=queue,
+                             concurrency_limit=concurrency_limit)
 
 
 @overload

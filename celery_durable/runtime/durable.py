@@ -125,9 +125,11 @@ class Durable:
 
     # -- declaring ----------------------------------------------------------------------------
     def orchestrator(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
-                     version: str | None = None, queue: str | None = None) -> Any:
+                     version: str | None = None, queue: str | None = None,
+                     concurrency_limit: int | None = None) -> Any:
         """``@durable.orchestrator``: like ``@orchestrator``, registered on this Durable only."""
-        return make_orchestrator(self.registry, fn, name=name, version=version, queue=queue)
+        return make_orchestrator(self.registry, fn, name=name, version=version, queue=queue,
+                                 concurrency_limit=concurrency_limit)
 
     def activity(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
                  **options: Any) -> Any:

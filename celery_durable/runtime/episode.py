@@ -30,7 +30,7 @@ from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
-from celery_durable.runtime import messages
+from celery_durable.runtime import limits, messages
 from celery_durable.runtime.cache import StateCache
 from celery_durable.store import (
     Episode,
@@ -239,6 +239,9 @@ class EpisodeRunner:
             if versioning.failure_strategy is VersionFailureStrategy.REJECT:
                 return _Rejected(inst.name, version, unknown_name=True)
             return self._fail_before_running(inst, consumed, exc, now)
+        admitted = limits.admission(self.durable, ep, definition, current, now)
+        if admitted is None:  # waits for a slot of its concurrency limit: nothing to commit
+            return None
         state = self.cache.take(inst.instance_id, inst.execution_id, inst.history_len)
         if state is None:
             state = Orchestration(definition.fn, inst.instance_id,
@@ -253,6 +256,7 @@ class EpisodeRunner:
         result = state.run([row.event for row in current], now)
         plan = self._plan_result(inst, state, result, consumed, now)
         plan.started = state.started
+        limits.after_commit_plan(self.durable, ep, definition, plan.commit, admitted, now)
         return plan
 
     def _fail_before_running(self, inst: Any, consumed: list[int], exc: Exception,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
-from celery_durable.runtime import messages
+from celery_durable.runtime import limits, messages, schedules
 from celery_durable.runtime.redispatch import redispatch
 from celery_durable.runtime.retention import sweep_retention
 
@@ -36,12 +36,14 @@ class SweepReport:
     woken: int = 0
     redispatched: int = 0
     purged: int = 0
+    fired: int = 0
 
 
 def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
     """One pass over the store; returns what it dispatched."""
     now = now or datetime.now(timezone.utc)
     store, settings, report = durable.store, durable.settings, SweepReport()
+    report.fired = schedules.fire_due(durable, now)
     due = store.due_timers(now + settings.timer_horizon, BATCH)
     if due:
         claimed = set(store.mark_timers_dispatched([t.key for t in due], now))
@@ -61,20 +63,22 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
     # (see Durable.route_rejected)
     for instance_id in store.instances_with_inbox(
             older, BATCH, skip_versions=durable.versions_left_to_others(older),
-            only_names=durable.names_left_to_others()):
+            only_names=durable.names_left_to_others(), limited=limits.limited_names(durable)):
         # a claim older than the grace stands for a wake-up that is late or lost: renew it, so
         # that the next sweeps leave this one alone while it is on its way
         store.forget_wakeups([instance_id])
         if store.request_wakeup(instance_id):
             durable.wake(instance_id)
             report.woken += 1
+    report.woken += limits.wake_stalled(durable, now)
     report.redispatched = redispatch(durable, now)
     report.purged = sweep_retention(durable, now)
-    if report.timers or report.outbox or report.woken or report.redispatched or report.purged:
+    if report.timers or report.outbox or report.woken or report.redispatched or report.purged \
+            or report.fired:
         logger.info("sweep: %d timer(s) dispatched, %d message(s) re-published, %d instance(s) "
-                    "woken, %d overdue task(s) re-dispatched, %d ended instance(s) purged",
-                    report.timers, report.outbox, report.woken, report.redispatched,
-                    report.purged)
+                    "woken, %d overdue task(s) re-dispatched, %d ended instance(s) purged, "
+                    "%d scheduled run(s) started", report.timers, report.outbox, report.woken,
+                    report.redispatched, report.purged, report.fired)
     return report
 
 

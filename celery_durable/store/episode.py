@@ -120,6 +120,15 @@ class Episode:
         self.committed = False
         self.failed = False
 
+    @property
+    def connection(self) -> Connection:
+        """The episode's connection, in its transaction (for reads that must see its locks)."""
+        return self._conn
+
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
     def load_history(self, from_seq: int = 0) -> list[HistoryEvent]:
         """The current execution's history from ``from_seq`` on, ordered by seq (one query)."""
         params = {"iid": self.instance.instance_id, "eid": self.instance.execution_id,

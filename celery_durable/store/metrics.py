@@ -2,7 +2,7 @@
 number of instances.
 
 1. Instances per (orchestrator, status): an index-only count over
-   ``ix_durable_instances_name_status``.
+   ``ix_durable_instances_name_status_created``.
 2. Instances purged per (orchestrator, end status): the small ``durable_purged`` table.
 3. One row of scalar subqueries, each a short walk of an index:
    - the oldest PENDING instance whose start is due (``ix_durable_instances_status_created``,

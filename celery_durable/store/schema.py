@@ -1,5 +1,5 @@
 """The store's tables (SQLAlchemy Core): instances, history, inbox, timers, outbox, wakeups,
-redispatches, purged.
+redispatches, purged, schedules, concurrency.
 
 Datetimes are stored as naive UTC (read back as aware UTC by `records`); JSON is stored as text.
 The Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares
@@ -28,7 +28,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 #: The Alembic revision the code expects; ``create_schema`` upgrades to it.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0006"
 #: Alembic's version table, named apart from any version table of the user's own migrations.
 VERSION_TABLE = "durable_alembic_version"
 
@@ -78,11 +78,12 @@ instances = Table(
     Index("ix_durable_instances_parent", "parent_instance_id"),
     Index("ix_durable_instances_status_created", "status", "created_at"),
     Index("ix_durable_instances_name_created", "name", "created_at"),
-    # listing every instance by creation (durable list, the dashboard), retention by end time,
-    # counts by orchestrator and status (metrics): migration 0004
+    # listing every instance by creation (durable list, the dashboard), retention by end time:
+    # migration 0004; counts by orchestrator and status (metrics) and the RUNNING and waiting
+    # instances of a name (concurrency limits, store/limits.py): migration 0006
     Index("ix_durable_instances_created", "created_at", "instance_id"),
     Index("ix_durable_instances_completed", "completed_at"),
-    Index("ix_durable_instances_name_status", "name", "status"),
+    Index("ix_durable_instances_name_status_created", "name", "status", "created_at"),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -174,6 +175,42 @@ purged = Table(
     Column("status", String(20), nullable=False),
     Column("instances", BigInteger, nullable=False, default=0, server_default=text("0")),
     PrimaryKeyConstraint("name", "status", name="pk_durable_purged"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Recurring orchestrations (store/schedules.py): the definition, the next tick due, what ran.
+schedules = Table(
+    "durable_schedules",
+    metadata,
+    Column("schedule_id", String(200), primary_key=True),
+    Column("orchestrator", String(256), nullable=False),
+    Column("input", json_text(), nullable=True),
+    Column("interval_ms", BigInteger, nullable=True),
+    Column("cron", String(200), nullable=True),
+    Column("start_at", utc_datetime(), nullable=True),
+    Column("end_at", utc_datetime(), nullable=True),
+    Column("overlap", String(16), nullable=False),
+    Column("catchup_ms", BigInteger, nullable=True),
+    Column("paused", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("next_run_at", utc_datetime(), nullable=True),
+    Column("last_run_at", utc_datetime(), nullable=True),
+    Column("last_instance_id", String(256), nullable=True),
+    Column("buffered_at", utc_datetime(), nullable=True),
+    Column("runs", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("missed", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("overlapped", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("updated_at", utc_datetime(), nullable=False),
+    Index("ix_durable_schedules_next_run", "next_run_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# One row per orchestrator with a concurrency limit: the lock its admissions take (store/limits.py).
+concurrency_slots = Table(
+    "durable_concurrency",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("created_at", utc_datetime(), nullable=False),
     **MYSQL_TABLE_ARGS,
 )
 

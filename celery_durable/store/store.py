@@ -29,6 +29,7 @@ from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.status import TERMINAL_STATUSES, OrchestrationStatus
 from celery_durable.errors import OrchestrationNotFoundError, OrchestrationStateError
 from celery_durable.payload import loads
+from celery_durable.store import limits
 from celery_durable.store.engine import (
     READ_ONLY,
     StatementCount,
@@ -67,6 +68,7 @@ from celery_durable.store.retention import (
     ended_statuses,
     settled_redispatches,
 )
+from celery_durable.store.schedules import ScheduleStore
 from celery_durable.store.schema import (
     history,
     inbox,
@@ -145,6 +147,8 @@ class Store:
         self._counter = StatementCounter()
         self._local = threading.local()  # .episodes: episodes open in this thread
         self.outbox_acks = OutboxAcks(self.delete_outbox)
+        #: the schedules (store/schedules.py)
+        self.schedules = ScheduleStore(self)
 
     def __repr__(self) -> str:
         return f"Store({masked_url(self.url)!r})"
@@ -443,7 +447,8 @@ class Store:
 
     def instances_with_inbox(self, older_than: datetime, limit: int = 100, *,
                              skip_versions: Sequence[str | None] = (),
-                             only_names: Sequence[str] | None = None) -> list[str]:
+                             only_names: Sequence[str] | None = None,
+                             limited: Sequence[str] = ()) -> list[str]:
         """Ids of existing instances with inbox rows created before ``older_than``, the longest
         waiting first (the sweeper wakes them up), leaving out instances of ``skip_versions``,
         instances of orchestrators not in ``only_names`` (when given) and those whose wake-up was claimed since ``older_than`` (it is on its way: waking them
@@ -465,9 +470,22 @@ class Store:
             query = query.where(instances.c.version.is_not(None))
         if only_names is not None:
             query = query.where(instances.c.name.in_(list(only_names)))
+        if limited:  # waiting for a slot is not stranded (see `stalled_waiting`)
+            query = query.where(or_(instances.c.name.not_in(list(limited)),
+                                    instances.c.history_len > 0,
+                                    instances.c.status != OrchestrationStatus.PENDING.value))
         query = query.group_by(inbox.c.instance_id).order_by(func.min(inbox.c.id)).limit(limit)
         with self._read() as conn:
             return list(conn.execute(query).scalars())
+
+    def stalled_waiting(self, name: str, limit: int, at: datetime,
+                        older_than: datetime) -> list[str]:
+        """The oldest instance of ``name`` waiting for a slot of its concurrency ``limit``
+        since before ``older_than``, if a slot is free (store/limits.py), else nothing."""
+        with self._read() as conn:
+            if limits.holding(conn, name) >= limit:
+                return []
+            return limits.waiting(conn, name, at, 1, older_than)
 
     def inbox_versions(self, older_than: datetime) -> list[str | None]:
         """The distinct versions of instances with inbox rows created before ``older_than``."""

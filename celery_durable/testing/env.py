@@ -146,6 +146,7 @@ class DurableTestEnv(DurableClient):
             if self.purge_on_close:
                 self._purge_started()
         finally:
+            self.store.outbox_acks.flush()  # (now: its timed flush would find no folder)
             self.store.dispose()
             if self._folder is not None:
                 shutil.rmtree(self._folder, ignore_errors=True)
@@ -186,6 +187,18 @@ class DurableTestEnv(DurableClient):
             self._move_clock(due)
         self._move_clock(target)
 
+    def simulate_outage(self, delta: timedelta) -> None:
+        """Move the clock forward by ``delta`` as if no worker ran meanwhile (nothing fires on
+        the way: no timer, no schedule tick), then let the workers come back: one sweep at the
+        new time starts what is due, per each schedule's catch-up window and overlap policy."""
+        if not isinstance(delta, timedelta) or delta < timedelta(0):
+            raise ValueError(f"simulate_outage() takes a non-negative timedelta, got {delta!r}")
+        self.run_until_idle()
+        self._move_clock(self.now + delta)
+
+    def _schedule_clock(self) -> datetime:
+        return self.now
+
     def run_until_idle(self) -> None:
         """Deliver every message that is due at the current time, and what they cause, until
         nothing is left to do without moving the clock."""
@@ -197,6 +210,9 @@ class DurableTestEnv(DurableClient):
         candidates = [self._later[0].due] if self._later else []
         # timers beyond the horizon wait in the store, as they do for the sweeper
         candidates += [t.fire_at for t in self.store.due_timers(_END_OF_TIME, 1)]
+        # (and the schedules' next ticks, which the sweeper fires)
+        candidates += [s.next_run_at for s in self.store.schedules.list()
+                       if s.next_run_at is not None and not s.paused]
         return min(candidates, default=None)
 
     def _move_clock(self, when: datetime) -> None:
@@ -290,6 +306,11 @@ class DurableTestEnv(DurableClient):
             orchestrator, input=input, instance_id=instance_id, start_at=start_at,
             version=version, tags=tags, session=session)
         self._scheduled_ids.append(instance_id)
+        self.run_until_idle()
+        return instance_id
+
+    def trigger_schedule(self, schedule_id: str) -> str:
+        instance_id = super().trigger_schedule(schedule_id)
         self.run_until_idle()
         return instance_id
 

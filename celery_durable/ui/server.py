@@ -14,7 +14,7 @@ from typing import Any
 import tornado.web
 from tornado.httpserver import HTTPServer
 
-from celery_durable.ui import handlers
+from celery_durable.ui import handlers, schedules
 from celery_durable.ui.auth import BasicAuth
 from celery_durable.ui.dashboard import ACTIONS, Dashboard
 from celery_durable.ui.metrics import MetricsPage
@@ -60,6 +60,8 @@ def make_application(dashboard: Dashboard, auth: BasicAuth | None = None,
     routes: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]] = [
         (r"/", handlers.Page, {**common, "template": "instances.html"}),
         (rf"/instances/{_ID}", handlers.Page, {**common, "template": "instance.html"}),
+        (r"/schedules", handlers.Page, {**common, "template": "schedules.html"}),
+        (r"/api/schedules", schedules.SchedulesApi, common),
         (r"/api/config", handlers.ConfigApi, common),
         (r"/api/openapi\.json", handlers.OpenApi, common),
         (r"/api/instances", handlers.InstancesApi, common),

@@ -99,6 +99,7 @@ client.schedule_new_orchestration(process_order, instance_id="order-44")
 client.terminate_orchestration("order-44")
 durable.runner.run("order-44")  # the episode, inline: the instance ends
 raised(lambda: client.raise_orchestration_event("order-44", "approval"))
+raised(lambda: client.create_schedule("nightly", process_order, cron="0 3 * *"))  # schedules.md
 durable.store.dispose()
 
 print(json.dumps(found))

@@ -30,7 +30,9 @@ MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_b
 INDEXES = {
     "ix_durable_instances_created": ["created_at", "instance_id"],
     "ix_durable_instances_completed": ["completed_at"],
-    "ix_durable_instances_name_status": ["name", "status"],
+    # (name, status) counts for the metrics, and the waiting instances of a name in creation
+    # order for concurrency limits (migration 0006)
+    "ix_durable_instances_name_status_created": ["name", "status", "created_at"],
 }
 
 
