@@ -17,6 +17,7 @@ from celery_durable.engine.context import name_of
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.history import HistoryEvent, utc
 from celery_durable.engine.status import OrchestrationStatus
+from celery_durable.entity_client import EntityClient
 from celery_durable.errors import (
     OrchestrationAlreadyExistsError,
     OrchestrationEndedError,
@@ -50,8 +51,9 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class DurableClient:
-    """Schedules, queries, waits for and steers orchestrations of one ``Durable``."""
+class DurableClient(EntityClient):
+    """Schedules, queries, waits for and steers orchestrations of one ``Durable``; signals and
+    reads entities (`celery_durable.entity_client`)."""
 
     def __init__(self, durable: Durable) -> None:
         self.durable = durable

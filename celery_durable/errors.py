@@ -97,3 +97,8 @@ class TransactionMismatchError(DurableError, ValueError):
 class DjangoDatabaseError(DurableError, ValueError):
     """A Django ``DATABASES`` entry that the store cannot use (see
     ``celery_durable.contrib.django.store_url``)."""
+
+
+class EntityOperationError(DurableError):
+    """An entity operation cannot be run as asked: an operation the entity does not have, or a
+    call the rules of critical sections forbid (the message says which rule and what to do)."""

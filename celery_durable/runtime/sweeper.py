@@ -66,6 +66,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
         if store.request_wakeup(instance_id):
             durable.wake(instance_id)
             report.woken += 1
+    report.woken += durable.entities.sweep(older)
     report.redispatched = redispatch(durable, now)
     if report.timers or report.outbox or report.woken or report.redispatched:
         logger.info("sweep: %d timer(s) dispatched, %d message(s) re-published, %d instance(s) "

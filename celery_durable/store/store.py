@@ -38,6 +38,7 @@ from celery_durable.store.engine import (
     make_engine,
     masked_url,
 )
+from celery_durable.store.entities import EntityStore
 from celery_durable.store.episode import Episode, WakeupClaim, run_episode
 from celery_durable.store.migrate import upgrade_schema
 from celery_durable.store.outbox_acks import OutboxAcks
@@ -136,6 +137,7 @@ class Store:
         self._counter = StatementCounter()
         self._local = threading.local()  # .episodes: episodes open in this thread
         self.outbox_acks = OutboxAcks(self.delete_outbox)
+        self.entities = EntityStore(self)  # durable entities (store/entities.py)
 
     def __repr__(self) -> str:
         return f"Store({masked_url(self.url)!r})"
