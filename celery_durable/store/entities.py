@@ -103,8 +103,9 @@ class EntityEpisode:
     """The locked entity and its waiting requests (arrival order); `commit` writes the outcome."""
 
     def __init__(self, conn: Connection, dialect: str, record: EntityRecord,
-                 requests: list[EntityRequest]) -> None:
+                 requests: list[EntityRequest], outbox_acks: Sequence[int] = ()) -> None:
         self._conn, self._dialect = conn, dialect
+        self._acks = list(outbox_acks)
         self.record = record
         self.requests = requests
         self.committed = False
@@ -118,6 +119,8 @@ class EntityEpisode:
             updated_at=to_db_time(at)))
         for part in chunks(outcome.consumed_inbox_ids):
             conn.execute(delete(inbox).where(inbox.c.instance_id == eid, inbox.c.id.in_(part)))
+        for part in chunks(self._acks):
+            conn.execute(delete(outbox).where(outbox.c.id.in_(part)))
         for done in chunks(outcome.done_timers):
             conn.execute(delete(timers).where(timers.c.instance_id == eid,
                                               timers.c.execution_id.in_(done)))
@@ -159,6 +162,19 @@ class EntityStore:
         store = self._store
         store._no_nested_write("an entity episode")
         dialect = store.dialect
+        acks = store.outbox_acks.take()  # published outbox rows: deleted by this commit
+        episode: EntityEpisode | None = None
+        try:
+            with self._locked(entity_id, name, acks) as episode:
+                yield episode
+        finally:
+            if episode is None or not episode.committed:
+                store.outbox_acks.restore(acks)
+
+    @contextmanager
+    def _locked(self, entity_id: str, name: str, acks: list[int]) -> Iterator[EntityEpisode]:
+        store = self._store
+        dialect = store.dialect
         with store._ready().begin() as conn:
             row = _lock(conn, dialect, entity_id)
             if row is None:
@@ -175,7 +191,7 @@ class EntityStore:
                 inbox_row = InboxRow.from_row(m)
                 requests.append(EntityRequest.from_event(inbox_row.event, inbox_row.id,
                                                          inbox_row.dedup_key))
-            yield EntityEpisode(conn, dialect, EntityRecord.from_row(row), requests)
+            yield EntityEpisode(conn, dialect, EntityRecord.from_row(row), requests, acks)
 
     def deliver(self, entity_id: str, items: Sequence[InboxItem],
                 delayed: Sequence[DelayedTimer] = ()) -> bool:
