@@ -161,7 +161,6 @@ class EntityStore:
         Leaving the block without `EntityEpisode.commit` changes nothing."""
         store = self._store
         store._no_nested_write("an entity episode")
-        dialect = store.dialect
         acks = store.outbox_acks.take()  # published outbox rows: deleted by this commit
         episode: EntityEpisode | None = None
         try:

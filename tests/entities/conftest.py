@@ -5,6 +5,7 @@ PostgreSQL + Redis (db 5) and PostgreSQL + RabbitMQ."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import uuid
@@ -89,7 +90,6 @@ def _cluster(backend: str, tmp: Path) -> Iterator[Cluster]:
         env = subprocess_env(extra, [HERE, HERE.parent])
         # the test process builds the same app (client side) from the same settings
         import entity_app
-        import os
 
         saved = dict(os.environ)
         os.environ.update(extra)
