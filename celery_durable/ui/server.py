@@ -17,6 +17,7 @@ from tornado.httpserver import HTTPServer
 from celery_durable.ui import handlers
 from celery_durable.ui.auth import BasicAuth
 from celery_durable.ui.dashboard import ACTIONS, Dashboard
+from celery_durable.ui.entities_view import EntitiesApi
 from celery_durable.ui.security import HostPolicy, body_limit
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def make_application(dashboard: Dashboard, auth: BasicAuth | None = None,
         (rf"/instances/{_ID}", handlers.Page, {**common, "template": "instance.html"}),
         (r"/api/config", handlers.ConfigApi, common),
         (r"/api/openapi\.json", handlers.OpenApi, common),
+        (r"/entities", handlers.Page, {**common, "template": "entities.html"}),
+        (r"/api/entities", EntitiesApi, common),
         (r"/api/instances", handlers.InstancesApi, common),
         (rf"/api/instances/{_ID}", handlers.InstanceApi, common),
         (rf"/api/instances/{_ID}/history", handlers.HistoryApi, common),
