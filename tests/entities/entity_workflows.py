@@ -105,3 +105,39 @@ def call_failing(ctx: Any, key: str) -> dict[str, Any]:
     except TaskFailedError as exc:
         error = exc.details.error_type
     return {"error": error, "value": (yield ctx.call_entity(target, "get"))}
+
+
+@entity(name="ledger")
+class Ledger(DurableEntity):
+    """An account that remembers which operations it applied: an operation applied twice would
+    be counted in ``duplicates`` (the chaos test checks it stays 0)."""
+
+    def deposit(self, entry: dict[str, Any]) -> int:
+        state = self.get_state(dict, {"balance": 0, "ops": [], "duplicates": 0})
+        if entry["op"] in state["ops"]:
+            state["duplicates"] += 1
+        else:
+            if state["balance"] + entry["amount"] < 0:
+                raise ValueError("the balance would go below zero")
+            state["balance"] += entry["amount"]
+            state["ops"].append(entry["op"])
+        self.set_state(state)
+        return state["balance"]
+
+    def balance(self) -> int:
+        return self.get_state(dict, {"balance": 0})["balance"]
+
+
+@orchestrator
+def ledger_transfer(ctx: Any, spec: dict[str, Any]) -> int:
+    """`transfer` between ledgers, each deposit named by (instance, step)."""
+    source = EntityInstanceId("ledger", spec["source"])
+    target = EntityInstanceId("ledger", spec["target"])
+    with (yield ctx.lock_entities([source, target])):
+        amount = min(spec["amount"], (yield ctx.call_entity(source, "balance")))
+        if amount:
+            yield ctx.call_entity(source, "deposit", {"amount": -amount,
+                                                      "op": f"{ctx.instance_id}:out"})
+            yield ctx.call_entity(target, "deposit", {"amount": amount,
+                                                      "op": f"{ctx.instance_id}:in"})
+    return amount
