@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class Cluster:
     durable: Durable
     workers: list[WorkerProcess]
     tmp: Path
+    #: workers a test killed (their logs are printed on failure too)
+    dead: list[WorkerProcess] = field(default_factory=list)
 
     @property
     def client(self) -> DurableClient:
@@ -55,12 +57,12 @@ class Cluster:
         return worker
 
     def wait(self, what: str, check: Any, timeout: float = 90) -> Any:
-        with logs_on_failure(self.workers):
+        with logs_on_failure([*self.dead, *self.workers]):
             return wait_until(what, check, time.monotonic() + timeout,
                               [w for w in self.workers if w.log_path.exists()], interval=0.2)
 
     def complete(self, instance_ids: list[str], timeout: float = 120) -> list[Any]:
-        with logs_on_failure(self.workers):
+        with logs_on_failure([*self.dead, *self.workers]):
             return [self.client.wait_for_orchestration_completion(i, timeout=timeout)
                     for i in instance_ids]
 

@@ -29,6 +29,8 @@ def kill_group(cluster: Cluster, rng: random.Random) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(worker.proc.pid, signal.SIGKILL)
     worker.wait()
+    cluster.workers.remove(worker)
+    cluster.dead.append(worker)
     cluster.start_worker("chaos")
 
 
