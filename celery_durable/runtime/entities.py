@@ -51,7 +51,7 @@ _SEEDS = uuid.UUID("0f6f3c86-2f0e-4b8e-bb51-6d3c3d8f0a11")
 
 
 def entity_message(entity_id: str, queue: str | None) -> messages.Message:
-    options: dict[str, Any] = {"argsrepr": f"({entity_id!r})"}
+    options: dict[str, Any] = {"argsrepr": repr((entity_id,))}
     if queue:
         options["queue"] = queue
     return {"task": ENTITY_TASK, "args": [entity_id], "options": options}

@@ -5,6 +5,7 @@ delayed signals fire when the clock reaches them; clean_entity_storage."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,9 +21,16 @@ from celery_durable.store import InboxItem  # noqa: E402
 from celery_durable.testing import DurableTestEnv  # noqa: E402
 
 
-@pytest.fixture
-def env() -> DurableTestEnv:
-    with DurableTestEnv() as env:
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def env(request: pytest.FixtureRequest) -> Iterator[DurableTestEnv]:
+    """The environment on each store dialect (the entity store's SQL runs on all three)."""
+    if request.param == "sqlite":
+        with DurableTestEnv() as env:
+            yield env
+        return
+    from services import database
+
+    with database(request.param, "durable_ent_env") as url, DurableTestEnv(url) as env:
         yield env
 
 
