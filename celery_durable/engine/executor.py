@@ -197,7 +197,9 @@ class Orchestration:
                     f"({self._what_code_does()})")
             if _scheduling_kind(action) != event.kind or \
                     getattr(action, "name", event.name) != event.name or \
-                    isinstance(action, ScheduleTask) != _is_task_call(event):
+                    isinstance(action, ScheduleTask) != _is_task_call(event) or \
+                    (isinstance(action, (CallEntity, SignalEntity))
+                     and action.entity_id != event.name):
                 raise NonDeterminismError(
                     f"history has {event.describe()} but the code scheduled "
                     f"{describe_action(action)}")

@@ -167,3 +167,22 @@ def test_calls_before_the_grant_are_refused_and_ids_are_checked() -> None:
         from celery_durable.engine.entity_calls import canonical_ids
         canonical_ids([])
     assert str(C) == "@account@c" and sorted([C, A, B]) == [A, B, C]
+
+
+def test_replay_that_calls_another_entity_is_a_non_determinism_error() -> None:
+    from celery_durable.engine import Orchestration
+
+    def before(ctx: Any, _: Any) -> Any:
+        return (yield ctx.call_entity(A, "get"))
+
+    def after(ctx: Any, _: Any) -> Any:
+        return (yield ctx.call_entity(B, "get"))
+
+    d = Driver(before)
+    d.run(started())
+    changed = Orchestration(after, "inst")
+    changed.replay(d.history)
+    result = changed.run([], T0)
+    assert result.status is OrchestrationStatus.FAILED
+    assert result.failure is not None and result.failure.error_type == "NonDeterminismError"
+    assert "@account@a" in result.failure.message and "@account@b" in result.failure.message

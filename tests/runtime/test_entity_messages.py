@@ -25,3 +25,25 @@ def test_requests_round_trip_through_their_inbox_event() -> None:
         event = request.to_event(at)
         back = EntityRequest.from_event(event.__class__.from_json(event.to_json()), 7, "k")
         assert back == EntityRequest(**{**request.__dict__, "row_id": 7, "dedup_key": "k"})
+
+
+def test_entity_queue_routes_its_episodes_and_delayed_signals(tmp_path: object) -> None:
+    from datetime import timedelta
+
+    from celery import Celery
+
+    from celery_durable import Durable, entity
+
+    @entity(name="routed_stock", queue="stock")
+    def routed_stock(ctx: object, input: object) -> None:
+        return None
+
+    app = Celery("routing", broker="memory://", set_as_current=False)
+    durable = Durable(app, store_url=f"sqlite:///{tmp_path}/s.sqlite3")
+    assert durable.entities.message("@routed_stock@1")["options"]["queue"] == "stock"
+    now = datetime.now(timezone.utc)
+    timer, sent = durable.entities.delayed("@routed_stock@1", "k", now + timedelta(seconds=5),
+                                           now)
+    assert timer.dispatched_at == now and sent[0]["options"]["queue"] == "stock"
+    far, none = durable.entities.delayed("@routed_stock@1", "k", now + timedelta(days=9), now)
+    assert far.dispatched_at is None and none == []  # the sweeper sends it within the horizon
