@@ -30,7 +30,8 @@ class CriticalSection:
         self._ctx = ctx
         self.lock_task_id = lock_task_id
         self.entity_ids = entity_ids
-        #: lock granted (the lock task completed)
+        #: lock requested in history (an unlock is owed), and granted (the lock task completed)
+        self.recorded = False
         self.granted = False
         #: locked entities with a call still pending (each may have one at a time)
         self.busy: set[str] = set()

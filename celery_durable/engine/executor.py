@@ -179,6 +179,9 @@ class Orchestration:
             for rest in history[replayed + 1:]:  # the rest of history stays: new events go after it
                 self._next_seq = rest.seq + 1 if rest.seq >= 0 else self._next_seq + 1
                 self.ctx._now = max(self.ctx._now, rest.timestamp)
+            section = self.ctx._section
+            if section is not None and not section.recorded:
+                self.ctx._section = None  # its lock was never requested: nothing to release
             self.ctx._pending_actions.clear()
             self._recorded_done = False
             self._finish(Status.FAILED, failure=FailureDetails(str(exc), type(exc).__name__))
@@ -203,6 +206,7 @@ class Orchestration:
                 raise NonDeterminismError(
                     f"history has {event.describe()} but the code scheduled "
                     f"{describe_action(action)}")
+            self._recorded(action)
             return
         if pending:
             action = next(iter(pending.values()))
@@ -458,6 +462,14 @@ class Orchestration:
                 h.event_raised(name, data, self.ctx._now) for name, data in self.ctx._event_buffer
             ] + [e for e in self._suspended_events if e.kind == h.EVENT_RAISED]
 
+    def _recorded(self, action: Action) -> None:
+        """Note that history holds ``action`` (a lock request's section then has locks to
+        release, whatever happens next)."""
+        section = self.ctx._section
+        if isinstance(action, LockEntities) and section is not None and \
+                section.lock_task_id == action.task_id:
+            section.recorded = True
+
     def _what_code_does(self) -> str:
         if self._code_done:
             return f"it finished with status {self._status.value}"
@@ -471,6 +483,7 @@ class Orchestration:
         ctx = self.ctx
         for task_id, action in list(ctx._pending_actions.items()):
             del ctx._pending_actions[task_id]
+            self._recorded(action)
             result.new_events.append(self._scheduling_event(action, now))
             result.actions.append(action)
         if self._code_done and not self._recorded_done:

@@ -186,3 +186,24 @@ def test_replay_that_calls_another_entity_is_a_non_determinism_error() -> None:
     assert result.status is OrchestrationStatus.FAILED
     assert result.failure is not None and result.failure.error_type == "NonDeterminismError"
     assert "@account@a" in result.failure.message and "@account@b" in result.failure.message
+
+
+def test_a_lock_that_history_never_recorded_is_not_released() -> None:
+    """A replay that diverges before the lock request was recorded fails the instance without
+    an unlock for a lock no entity ever saw (it would wait in their inboxes for ever)."""
+    from celery_durable.engine import Orchestration
+
+    def before(ctx: Any, _: Any) -> Any:
+        return (yield ctx.call_entity(A, "get"))
+
+    def after(ctx: Any, _: Any) -> Any:
+        with (yield ctx.lock_entities([A])):
+            pass
+
+    d = Driver(before)
+    d.run(started())
+    changed = Orchestration(after, "inst")
+    changed.replay(d.history)
+    result = changed.run([], T0)
+    assert result.status is OrchestrationStatus.FAILED
+    assert not [a for a in result.actions if isinstance(a, (LockEntities, UnlockEntities))]
