@@ -141,3 +141,12 @@ def ledger_transfer(ctx: Any, spec: dict[str, Any]) -> int:
             yield ctx.call_entity(target, "deposit", {"amount": amount,
                                                       "op": f"{ctx.instance_id}:in"})
     return amount
+
+
+@orchestrator
+def call_unknown(ctx: Any, _: Any) -> str:
+    try:
+        yield ctx.call_entity(EntityInstanceId("no_such_entity", "x"), "get")
+    except TaskFailedError as exc:
+        return exc.details.error_type
+    return "called"

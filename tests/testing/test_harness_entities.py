@@ -124,3 +124,8 @@ def test_clean_entity_storage(env: DurableTestEnv) -> None:
     assert env.get_entity(counter("held")).get_state() == 2  # type: ignore[union-attr]
     page = env.get_all_entities(name="counter", limit=1)
     assert [m.id for m in page.items] == [counter("held")] and page.continuation_token is None
+
+
+def test_an_entity_no_worker_imports_fails_its_calls(env: DurableTestEnv) -> None:
+    iid = env.schedule_new_orchestration(wf.call_unknown)
+    assert env.wait_for_orchestration_completion(iid).output == "UnknownNameError"
