@@ -44,7 +44,7 @@ test: lint typecheck pytest
 
 # the long reliability runs (tests marked chaos): worker kills, lost messages, restarts
 chaos: $(STAMP)
-	$(VENV)/bin/pytest -q -s -m chaos tests/reliability
+	$(VENV)/bin/pytest -q -s -m chaos tests/reliability tests/entities
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

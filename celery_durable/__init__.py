@@ -7,13 +7,18 @@ app, and drive instances through ``durable.client``.
 from celery_durable.client import DurableClient
 from celery_durable.client_schedules import Schedule
 from celery_durable.engine.context import OrchestrationContext
+from celery_durable.engine.entities import DurableEntity, EntityContext
+from celery_durable.engine.entity_calls import CriticalSection
+from celery_durable.engine.entity_id import EntityInstanceId
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.retry import RetryPolicy
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.engine.tasks import Task, when_all, when_any
+from celery_durable.entity import CleanEntityStorageResult, EntityMetadata, entity
 from celery_durable.errors import (
     DurableError,
+    EntityOperationError,
     InvalidInstanceIdError,
     InvalidNameError,
     InvalidScheduleError,
@@ -46,6 +51,8 @@ from celery_durable.versioning import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CleanEntityStorageResult", "CriticalSection", "DurableEntity", "EntityContext",
+    "EntityInstanceId", "EntityMetadata", "EntityOperationError", "entity",
     "ActivityContext", "Durable", "DurableClient", "DurableError", "FailureDetails",
     "HistoryEvent", "InvalidInstanceIdError", "InvalidNameError", "MalformedMessageError",
     "NonDeterminismError", "OrchestrationAlreadyExistsError", "OrchestrationContext",

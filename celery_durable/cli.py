@@ -413,6 +413,7 @@ def _print_report(report: RecoveryReport) -> None:
 
 
 # ``replay`` and ``export`` live in a module of their own; importing it adds them to the group
+import celery_durable.cli_entities  # noqa: E402,F401  (entities, entity)
 import celery_durable.cli_purge  # noqa: E402,F401
 import celery_durable.cli_replay  # noqa: E402,F401
 import celery_durable.cli_schedules  # noqa: E402,F401  (schedules, schedule ...)

@@ -18,6 +18,7 @@ from celery_durable.engine.context import name_of
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.history import HistoryEvent, utc
 from celery_durable.engine.status import OrchestrationStatus
+from celery_durable.entity_client import EntityClient
 from celery_durable.errors import (
     OrchestrationAlreadyExistsError,
     OrchestrationEndedError,
@@ -52,8 +53,10 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class DurableClient(ScheduleMethods):
-    """Schedules, queries, waits for and steers orchestrations of one ``Durable``."""
+class DurableClient(ScheduleMethods, EntityClient):
+    """Schedules, queries, waits for and steers orchestrations of one ``Durable``; manages its
+    schedules (`celery_durable.client_schedules`); signals and reads entities
+    (`celery_durable.entity_client`)."""
 
     def __init__(self, durable: Durable) -> None:
         self.durable = durable

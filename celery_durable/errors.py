@@ -109,3 +109,8 @@ class ScheduleNotFoundError(DurableError, LookupError):
 
 class ScheduleAlreadyExistsError(DurableError):
     """A schedule with this id exists with another definition."""
+
+
+class EntityOperationError(DurableError):
+    """An entity operation cannot be run as asked: an operation the entity does not have, or a
+    call the rules of critical sections forbid (the message says which rule and what to do)."""

@@ -60,13 +60,55 @@ class TerminateOrchestration:
     recursive: bool = True
 
 
+@dataclass(frozen=True)
+class CallEntity:
+    """Run ``operation`` on entity ``entity_id`` (``@name@key``); report its result as task
+    ``task_id``."""
+
+    task_id: int
+    entity_id: str
+    operation: str
+    input: Any = None
+
+
+@dataclass(frozen=True)
+class SignalEntity:
+    """Send ``operation`` to entity ``entity_id`` without waiting for it (no completion)."""
+
+    task_id: int
+    entity_id: str
+    operation: str
+    input: Any = None
+
+
+@dataclass(frozen=True)
+class LockEntities:
+    """Lock ``entity_ids`` (canonical order) for this orchestration; report the grant as task
+    ``task_id``."""
+
+    task_id: int
+    entity_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UnlockEntities:
+    """Release the locks the critical section of lock task ``lock_task_id`` took (or asked for)."""
+
+    task_id: int
+    entity_ids: tuple[str, ...]
+    lock_task_id: int
+
+
+EntityAction = CallEntity | SignalEntity | LockEntities | UnlockEntities
 Action = (ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration
-          | TerminateOrchestration)
-Scheduling = ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration
+          | TerminateOrchestration | EntityAction)
+Scheduling = (ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration
+              | EntityAction)
+ENTITY_ACTIONS = (CallEntity, SignalEntity, LockEntities, UnlockEntities)
 
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in
                            (ScheduleActivity, ScheduleTask, CreateTimer, ScheduleSubOrchestration,
-                            TerminateOrchestration)}
+                            TerminateOrchestration, *ENTITY_ACTIONS)}
 
 
 def action_to_json(action: Action) -> dict[str, Any]:
@@ -83,6 +125,8 @@ def action_from_json(data: dict[str, Any]) -> Action:
         raise ValueError(f"unknown action type {data.get('type')!r}")
     if cls is CreateTimer:
         fields["fire_at"] = utc(datetime.fromisoformat(fields["fire_at"]))
+    if "entity_ids" in fields:
+        fields["entity_ids"] = tuple(fields["entity_ids"])
     action: Action = cls(**fields)
     return action
 

@@ -16,12 +16,22 @@ from typing import Any
 
 from celery_durable.engine import history as h
 from celery_durable.engine.actions import (
+    CallEntity,
     CreateTimer,
+    LockEntities,
     ScheduleActivity,
     ScheduleSubOrchestration,
     ScheduleTask,
     Scheduling,
+    SignalEntity,
 )
+from celery_durable.engine.entity_calls import (
+    CriticalSection,
+    canonical_ids,
+    check_call,
+    check_no_section,
+)
+from celery_durable.engine.entity_id import entity_id_of
 from celery_durable.engine.history import utc
 from celery_durable.engine.retry import RetryPolicy
 from celery_durable.engine.task_calls import task_arguments, task_name_of, task_options
@@ -37,6 +47,8 @@ COMPLETIONS_OF: dict[type, frozenset[str]] = {
     CreateTimer: frozenset({h.TIMER_FIRED}),
     ScheduleSubOrchestration: frozenset({h.SUB_ORCHESTRATION_COMPLETED,
                                          h.SUB_ORCHESTRATION_FAILED}),
+    CallEntity: frozenset({h.ENTITY_OPERATION_COMPLETED, h.ENTITY_OPERATION_FAILED}),
+    LockEntities: frozenset({h.ENTITY_LOCK_GRANTED}),
 }
 _UUID_NAMESPACE = uuid.UUID("9b2f5c1e-3c4d-4e8a-9a53-5c1b7e0d2a61")
 _logger = logging.getLogger("celery_durable.orchestrator")
@@ -119,6 +131,9 @@ class OrchestrationContext:
         self._event_waiters: dict[str, deque[CompletableTask[Any]]] = {}
         self._event_buffer: deque[tuple[str, Any]] = deque()
         self._continue_as_new: tuple[Any, bool, str | None] | None = None
+        # entities: the critical section (requested or held), and pending calls in it
+        self._section: CriticalSection | None = None
+        self._entity_calls: dict[int, str] = {}
         self.logger = ReplaySafeLogger(self)
 
     # -- read-only properties -----------------------------------------------------------------
@@ -204,6 +219,7 @@ class OrchestrationContext:
                               retry_policy: RetryPolicy | None = None,
                               version: str | None = None) -> Task[Any]:
         """Start a child orchestration; the task completes with its output."""
+        check_no_section(self._section, "start a sub-orchestration")
         name = name_of(orchestrator, "orchestrator")
         payload = to_json(input, f"input of sub-orchestration {name!r}", limit=self._max_payload_bytes)
         if version is not None:
@@ -283,6 +299,64 @@ class OrchestrationContext:
     def when_any(self, tasks: Sequence[Task[Any]]) -> Task[Task[Any]]:
         return WhenAnyTask(tasks)
 
+    # -- entities (see engine/entity_calls.py) ----------------------------------------------------
+    def call_entity(self, entity_id: Any, operation: str, input: Any = None) -> Task[Any]:
+        """Run ``operation`` on an entity (an `EntityInstanceId` or ``"@name@key"``); the task
+        completes with the operation's result, or fails with TaskFailedError if it raised."""
+        target = str(entity_id_of(entity_id))
+        _check_operation(operation)
+        check_call(self._section, target, one_way=False)
+        payload = to_json(input, f"input of operation {operation!r} of entity {target}",
+                          limit=self._max_payload_bytes)
+        task_id = self._next_id()
+        task: CompletableTask[Any] = CompletableTask(f"operation {operation!r} of entity {target}")
+        self._schedule(CallEntity(task_id, target, operation, payload), task)
+        if self._section is not None and not self._section.released:
+            self._section.busy.add(target)
+            self._entity_calls[task_id] = target
+        return task
+
+    def signal_entity(self, entity_id: Any, operation: str, input: Any = None) -> None:
+        """Send ``operation`` to an entity without waiting for it (fire and forget)."""
+        target = str(entity_id_of(entity_id))
+        _check_operation(operation)
+        check_call(self._section, target, one_way=True)
+        payload = to_json(input, f"input of operation {operation!r} of entity {target}",
+                          limit=self._max_payload_bytes)
+        task_id = self._next_id()
+        self._pending_actions[task_id] = SignalEntity(task_id, target, operation, payload)
+
+    def lock_entities(self, entity_ids: Sequence[Any]) -> Task[CriticalSection]:
+        """Lock entities for this orchestration: ``with (yield ctx.lock_entities([a, b])):``.
+        Inside the block only this orchestration's operations run on them; the locks are
+        released when the block exits, or when the orchestration ends, fails or is
+        terminated."""
+        check_no_section(self._section, "enter another critical section")
+        ids = canonical_ids(entity_ids)
+        task_id = self._next_id()
+        task: CompletableTask[CriticalSection] = CompletableTask(
+            f"lock of {', '.join(ids)}")
+        self._schedule(LockEntities(task_id, ids), task)
+        self._section = CriticalSection(self, task_id, ids)
+        return task
+
+    def _lock_granted(self, task_id: int) -> CriticalSection | None:
+        section = self._section
+        if section is not None and section.lock_task_id == task_id:
+            section.granted = True
+        return section
+
+    def _entity_completed(self, task_id: int) -> None:
+        target = self._entity_calls.pop(task_id, None)
+        if target is not None and self._section is not None:
+            self._section.busy.discard(target)
+
+    def _end_critical_section(self, section: CriticalSection) -> None:
+        task_id = self._next_id()
+        self._pending_actions[task_id] = section.unlock_action(task_id)
+        if self._section is section:
+            self._section = None
+
     # -- instance-level ----------------------------------------------------------------------------
     def set_custom_status(self, value: Any) -> None:
         """Publish a JSON value that clients see in the instance's state while it runs."""
@@ -303,3 +377,8 @@ class OrchestrationContext:
         """
         payload = to_json(new_input, "continue_as_new input", limit=self._max_payload_bytes)
         self._continue_as_new = (payload, bool(save_events), new_version)
+
+
+def _check_operation(operation: Any) -> None:
+    if not isinstance(operation, str) or not operation:
+        raise ValueError(f"an entity operation is a non-empty string, got {operation!r}")

@@ -21,12 +21,17 @@ from typing import Any
 
 from celery_durable.engine import history as h
 from celery_durable.engine.actions import (
+    ENTITY_ACTIONS,
     Action,
+    CallEntity,
     CreateTimer,
+    LockEntities,
     ScheduleActivity,
     ScheduleSubOrchestration,
     ScheduleTask,
+    SignalEntity,
     TerminateOrchestration,
+    UnlockEntities,
 )
 from celery_durable.engine.context import OrchestrationContext, RetryableTask
 from celery_durable.engine.failure import FailureDetails
@@ -69,7 +74,18 @@ class EpisodeResult:
         return self.status.is_terminal or self.status is Status.CONTINUED_AS_NEW
 
 
+_ENTITY_KINDS: dict[type, str] = {CallEntity: h.ENTITY_OPERATION_CALLED,
+                                  SignalEntity: h.ENTITY_OPERATION_SIGNALED,
+                                  LockEntities: h.ENTITY_LOCK_REQUESTED,
+                                  UnlockEntities: h.ENTITY_UNLOCK_SENT}
+
+
 def describe_action(action: Action) -> str:
+    if isinstance(action, (CallEntity, SignalEntity)):
+        return f"operation {action.operation!r} of entity {action.entity_id} (task {action.task_id})"
+    if isinstance(action, (LockEntities, UnlockEntities)):
+        what = "lock" if isinstance(action, LockEntities) else "unlock"
+        return f"{what} of {', '.join(action.entity_ids)} (task {action.task_id})"
     if isinstance(action, ScheduleActivity):
         return f"activity {action.name!r} (task {action.task_id})"
     if isinstance(action, ScheduleTask):
@@ -82,6 +98,8 @@ def describe_action(action: Action) -> str:
 
 
 def _scheduling_kind(action: Action) -> str:
+    if isinstance(action, ENTITY_ACTIONS):
+        return _ENTITY_KINDS[type(action)]
     if isinstance(action, (ScheduleActivity, ScheduleTask)):
         return h.TASK_SCHEDULED
     if isinstance(action, ScheduleSubOrchestration):
@@ -161,6 +179,9 @@ class Orchestration:
             for rest in history[replayed + 1:]:  # the rest of history stays: new events go after it
                 self._next_seq = rest.seq + 1 if rest.seq >= 0 else self._next_seq + 1
                 self.ctx._now = max(self.ctx._now, rest.timestamp)
+            section = self.ctx._section
+            if section is not None and not section.recorded:
+                self.ctx._section = None  # its lock was never requested: nothing to release
             self.ctx._pending_actions.clear()
             self._recorded_done = False
             self._finish(Status.FAILED, failure=FailureDetails(str(exc), type(exc).__name__))
@@ -179,10 +200,13 @@ class Orchestration:
                     f"({self._what_code_does()})")
             if _scheduling_kind(action) != event.kind or \
                     getattr(action, "name", event.name) != event.name or \
-                    isinstance(action, ScheduleTask) != _is_task_call(event):
+                    isinstance(action, ScheduleTask) != _is_task_call(event) or \
+                    (isinstance(action, (CallEntity, SignalEntity))
+                     and action.entity_id != event.name):
                 raise NonDeterminismError(
                     f"history has {event.describe()} but the code scheduled "
                     f"{describe_action(action)}")
+            self._recorded(action)
             return
         if pending:
             action = next(iter(pending.values()))
@@ -335,10 +359,14 @@ class Orchestration:
             return
         task = ctx._open_tasks.pop(task_id)
         ctx._children.pop(task_id, None)
-        if event.kind in (h.TASK_COMPLETED, h.SUB_ORCHESTRATION_COMPLETED):
+        ctx._entity_completed(task_id)
+        if event.kind in (h.TASK_COMPLETED, h.SUB_ORCHESTRATION_COMPLETED,
+                          h.ENTITY_OPERATION_COMPLETED):
             task._succeed(from_json(event.data))
         elif event.kind == h.TIMER_FIRED:
             task._succeed(None)
+        elif event.kind == h.ENTITY_LOCK_GRANTED:
+            task._succeed(ctx._lock_granted(task_id))
         else:
             details = FailureDetails.from_json(event.data or {})
             if isinstance(task, RetryableTask):
@@ -412,6 +440,12 @@ class Orchestration:
                 failure: FailureDetails | None = None) -> None:
         self._status, self._output, self._failure = status, output, failure
         self._code_done = True
+        # a critical section still open when the code ends: its locks are released (the
+        # unlock its with block's exit may schedule while the generator closes is dropped
+        # with the rest, and scheduled here once)
+        section = self.ctx._section
+        if section is not None and section.released:
+            section = None
         if self._generator is not None:
             # closing runs the code's finally blocks: whatever they raise, yield or schedule
             # comes after the end and is dropped
@@ -420,10 +454,21 @@ class Orchestration:
                 self._generator.close()
             for task_id in set(self.ctx._pending_actions) - scheduled:
                 del self.ctx._pending_actions[task_id]
+        if section is not None:
+            section.released = True
+            self.ctx._end_critical_section(section)
         if status is Status.CONTINUED_AS_NEW and self._carry_events:
             self._carryover = [
                 h.event_raised(name, data, self.ctx._now) for name, data in self.ctx._event_buffer
             ] + [e for e in self._suspended_events if e.kind == h.EVENT_RAISED]
+
+    def _recorded(self, action: Action) -> None:
+        """Note that history holds ``action`` (a lock request's section then has locks to
+        release, whatever happens next)."""
+        section = self.ctx._section
+        if isinstance(action, LockEntities) and section is not None and \
+                section.lock_task_id == action.task_id:
+            section.recorded = True
 
     def _what_code_does(self) -> str:
         if self._code_done:
@@ -438,6 +483,7 @@ class Orchestration:
         ctx = self.ctx
         for task_id, action in list(ctx._pending_actions.items()):
             del ctx._pending_actions[task_id]
+            self._recorded(action)
             result.new_events.append(self._scheduling_event(action, now))
             result.actions.append(action)
         if self._code_done and not self._recorded_done:
@@ -466,6 +512,17 @@ class Orchestration:
                                data={"celery_task": True, "args": action.args,
                                      "kwargs": action.kwargs, "options": action.options,
                                      "attempt": action.attempt})
+        if isinstance(action, (CallEntity, SignalEntity)):
+            return self._event(_ENTITY_KINDS[type(action)], now, task_id=action.task_id,
+                               name=action.entity_id,
+                               data={"operation": action.operation, "input": action.input})
+        if isinstance(action, LockEntities):
+            return self._event(h.ENTITY_LOCK_REQUESTED, now, task_id=action.task_id,
+                               data={"entities": list(action.entity_ids)})
+        if isinstance(action, UnlockEntities):
+            return self._event(h.ENTITY_UNLOCK_SENT, now, task_id=action.task_id,
+                               data={"entities": list(action.entity_ids),
+                                     "lock_task_id": action.lock_task_id})
         if isinstance(action, ScheduleSubOrchestration):
             return self._event(h.SUB_ORCHESTRATION_CREATED, now, task_id=action.task_id,
                                name=action.name,

@@ -28,7 +28,17 @@ ExecutionResumed           -          -                {reason}
 ExecutionTerminated        -          -                {output, recursive}
 ContinuedAsNew             -          -                {input, version}
 ExecutionCompleted         -          -                {status, output, failure}
+EntityOperationCalled      task id    entity id        {operation, input}
+EntityOperationSignaled    task id    entity id        {operation, input}
+EntityLockRequested        task id    -                {entities}
+EntityUnlockSent           task id    -                {entities, lock_task_id}
+EntityOperationCompleted   task id    -                result
+EntityOperationFailed      task id    -                FailureDetails JSON
+EntityLockGranted          task id    -                {entities}
 =========================  =========  ===============  ==============================================
+
+The ``Entity*`` kinds of the first four rows are also what waits in an entity's inbox (with the
+caller's id in ``data``; see `celery_durable.engine.entity_messages`).
 """
 
 from __future__ import annotations
@@ -54,12 +64,26 @@ EXECUTION_RESUMED = "ExecutionResumed"
 EXECUTION_TERMINATED = "ExecutionTerminated"
 CONTINUED_AS_NEW = "ContinuedAsNew"
 EXECUTION_COMPLETED = "ExecutionCompleted"
+# entities (see engine/entity_calls.py): what an orchestration sends, and what comes back
+ENTITY_OPERATION_CALLED = "EntityOperationCalled"
+ENTITY_OPERATION_SIGNALED = "EntityOperationSignaled"
+ENTITY_LOCK_REQUESTED = "EntityLockRequested"
+ENTITY_UNLOCK_SENT = "EntityUnlockSent"
+ENTITY_OPERATION_COMPLETED = "EntityOperationCompleted"
+ENTITY_OPERATION_FAILED = "EntityOperationFailed"
+ENTITY_LOCK_GRANTED = "EntityLockGranted"
+ENTITY_SCHEDULING_KINDS = frozenset({ENTITY_OPERATION_CALLED, ENTITY_OPERATION_SIGNALED,
+                                     ENTITY_LOCK_REQUESTED, ENTITY_UNLOCK_SENT})
+ENTITY_COMPLETION_KINDS = frozenset({ENTITY_OPERATION_COMPLETED, ENTITY_OPERATION_FAILED,
+                                     ENTITY_LOCK_GRANTED})
 
 #: Events the orchestrator writes when it schedules something (outputs of an episode).
-SCHEDULING_KINDS = frozenset({TASK_SCHEDULED, TIMER_CREATED, SUB_ORCHESTRATION_CREATED})
+SCHEDULING_KINDS = frozenset({TASK_SCHEDULED, TIMER_CREATED, SUB_ORCHESTRATION_CREATED}) \
+    | ENTITY_SCHEDULING_KINDS
 #: Events that complete a scheduled task (inputs that arrive through the inbox).
 COMPLETION_KINDS = frozenset({TASK_COMPLETED, TASK_FAILED, TIMER_FIRED,
-                              SUB_ORCHESTRATION_COMPLETED, SUB_ORCHESTRATION_FAILED})
+                              SUB_ORCHESTRATION_COMPLETED, SUB_ORCHESTRATION_FAILED}) \
+    | ENTITY_COMPLETION_KINDS
 ALL_KINDS = frozenset(
     {EXECUTION_STARTED, EVENT_RAISED, EXECUTION_SUSPENDED, EXECUTION_RESUMED,
      EXECUTION_TERMINATED, CONTINUED_AS_NEW, EXECUTION_COMPLETED}

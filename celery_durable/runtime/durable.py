@@ -31,6 +31,7 @@ from celery_durable.registry import (
 from celery_durable.runtime import filesystem, inbound, messages, plain_tasks
 from celery_durable.runtime.activity import make_activity_task
 from celery_durable.runtime.censor import hide_store_url_in_reports
+from celery_durable.runtime.entities import EntityRuntime
 from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.pickle_warning import PickleWarningStep
 from celery_durable.runtime.settings import DurableSettings
@@ -83,6 +84,7 @@ class Durable:
             self.settings  # noqa: B018  (a bad setting fails here, not at the first use)
         self.registry = Registry()
         self.runner = EpisodeRunner(self)
+        self.entities = EntityRuntime(self)  # durable entities (runtime/entities.py)
         self._client: DurableClient | None = None
         self._register_builtin_tasks()
         self.registry.subscribe(self._on_definition)
@@ -175,6 +177,9 @@ class Durable:
             except MalformedMessageError as exc:
                 logger.error("%s", exc)
                 return
+            if instance_id.startswith("@"):  # a delayed signal to an entity: it waits
+                self.entities.run(instance_id)
+                return
             if task_id == START_TIMER_ID:  # a delayed start: its start event waits
                 with _store_outage_retried(task, instance_id):
                     runner.run(instance_id, wait=True)
@@ -187,6 +192,7 @@ class Durable:
                 runner.run(instance_id, [item], wait=True)
 
         plain_tasks.register_callbacks(self)
+        self.entities.register_task()
 
         @app.task(name=messages.SWEEP_TASK, bind=True, shared=False, ignore_result=True,
                   Strategy=inbound.STRATEGY)

@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any
 from celery_durable import tracing
 from celery_durable.engine import history as h
 from celery_durable.engine.actions import (
+    ENTITY_ACTIONS,
     Action,
     CreateTimer,
     ScheduleActivity,
     ScheduleSubOrchestration,
     ScheduleTask,
+    SignalEntity,
     TerminateOrchestration,
+    UnlockEntities,
 )
 from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
@@ -32,6 +35,7 @@ from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
 from celery_durable.runtime import limits, messages
 from celery_durable.runtime.cache import StateCache
+from celery_durable.runtime.entities import plan_entity_action
 from celery_durable.store import (
     Episode,
     EpisodeCommit,
@@ -306,7 +310,7 @@ class EpisodeRunner:
         commit.notify.extend((inst.instance_id, item) for item in items)
         commit.outbox.append(self._episode_message(inst.instance_id, inst.name))
         for action in result.actions:
-            if isinstance(action, TerminateOrchestration):
+            if isinstance(action, (TerminateOrchestration, SignalEntity, UnlockEntities)):
                 self._plan_action(inst, inst.execution_id, action, commit, now)
         return _Plan(commit, execution_id)
 
@@ -314,7 +318,9 @@ class EpisodeRunner:
                      now: datetime) -> None:
         registry = self.durable.registry
         iid = inst.instance_id
-        if isinstance(action, ScheduleActivity):
+        if isinstance(action, ENTITY_ACTIONS):
+            plan_entity_action(self.durable, inst, execution_id, action, commit, now)
+        elif isinstance(action, ScheduleActivity):
             try:
                 queue = registry.activity(action.name).queue
             except UnknownNameError as exc:

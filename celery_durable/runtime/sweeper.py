@@ -71,6 +71,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
             durable.wake(instance_id)
             report.woken += 1
     report.woken += limits.wake_stalled(durable, now)
+    report.woken += durable.entities.sweep(older)
     report.redispatched = redispatch(durable, now)
     report.purged = sweep_retention(durable, now)
     if report.timers or report.outbox or report.woken or report.redispatched or report.purged \

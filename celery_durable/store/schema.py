@@ -28,7 +28,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 #: The Alembic revision the code expects; ``create_schema`` upgrades to it.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0008"
 #: Alembic's version table, named apart from any version table of the user's own migrations.
 VERSION_TABLE = "durable_alembic_version"
 
@@ -211,6 +211,25 @@ concurrency_slots = Table(
     metadata,
     Column("name", String(256), primary_key=True),
     Column("created_at", utc_datetime(), nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Durable entities (store/entities.py): an entity's id is "@name@key" (an id space of its own,
+# apart from instances); its inbox rows are in the inbox table. ``state`` is JSON (NULL: none);
+# the lock is held by orchestration ``locked_by`` for its critical section
+# (lock_execution, lock_task_id).
+entities = Table(
+    "durable_entities",
+    metadata,
+    Column("instance_id", String(256), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("state", json_text(), nullable=True),
+    Column("locked_by", String(256), nullable=True),
+    Column("lock_execution", String(32), nullable=True),
+    Column("lock_task_id", Integer, nullable=True),
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("updated_at", utc_datetime(), nullable=False),
+    Index("ix_durable_entities_locked_by", "locked_by"),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -39,6 +39,7 @@ from celery_durable.store.engine import (
     make_engine,
     masked_url,
 )
+from celery_durable.store.entities import EntityStore
 from celery_durable.store.episode import Episode, WakeupClaim, run_episode
 from celery_durable.store.metrics import StoreMetrics, read_metrics
 from celery_durable.store.migrate import upgrade_schema
@@ -149,6 +150,7 @@ class Store:
         self.outbox_acks = OutboxAcks(self.delete_outbox)
         #: the schedules (store/schedules.py)
         self.schedules = ScheduleStore(self)
+        self.entities = EntityStore(self)  # durable entities (store/entities.py)
 
     def __repr__(self) -> str:
         return f"Store({masked_url(self.url)!r})"

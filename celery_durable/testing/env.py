@@ -63,6 +63,7 @@ class _InProcessDurable(Durable):
     def _register_builtin_tasks(self) -> None:
         # the episode and timer tasks take the runner as they are registered
         self.runner = ClockedRunner(self, self._clock)
+        self.entities.now = self._clock.now
         super()._register_builtin_tasks()
 
 
@@ -317,6 +318,11 @@ class DurableTestEnv(DurableClient):
     def raise_orchestration_event(self, instance_id: str, event_name: str, *,
                                   data: Any = None) -> None:
         super().raise_orchestration_event(instance_id, event_name, data=data)
+        self.run_until_idle()
+
+    def signal_entity(self, entity_id: Any, operation_name: str, *, input: Any = None,
+                      signal_time: datetime | None = None) -> None:
+        super().signal_entity(entity_id, operation_name, input=input, signal_time=signal_time)
         self.run_until_idle()
 
     def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:

@@ -67,6 +67,15 @@ def _action(summary: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 _SCHEMAS: dict[str, Any] = {
+    "EntityPage": {"type": "object", "required": ["items", "continuation_token"], "properties": {
+        "items": {"type": "array", "items": {"type": "object", "required": [
+            "id", "name", "key", "state", "locked_by", "backlog_queue_size", "last_modified"],
+            "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"}, "key": {"type": "string"},
+                "state": _ANY, "locked_by": {"type": "string", "nullable": True},
+                "backlog_queue_size": {"type": "integer"},
+                "last_modified": {"type": "string"}}}},
+        "continuation_token": {"type": "string", "nullable": True}}},
     "Error": {"type": "object", "required": ["error", "status"], "properties": {
         "error": {"type": "string"}, "status": {"type": "integer"},
         "type": {"type": "string"}}},
@@ -128,6 +137,18 @@ def openapi_document(prefix: str = "") -> dict[str, Any]:
                                 "responses": _responses(_json(_ref("Config")), ())}},
         "/api/openapi.json": {"get": {"summary": "This description.",
                                       "responses": _responses(_json({"type": "object"}), ())}},
+        "/api/entities": {"get": {
+            "summary": "A page of durable entities by id: state, lock holder, backlog.",
+            "parameters": [
+                _query("name", "Only entities of this name.", {"type": "string"}),
+                _query("key_prefix", "Only keys starting with this (needs name).",
+                       {"type": "string"}),
+                _query("limit", f"Entities per page (default {DEFAULT_PAGE}).",
+                       {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                _query("continuation_token", "The previous page's token (the last id).",
+                       {"type": "string"}),
+            ],
+            "responses": _responses(_json(_ref("EntityPage")), ())}},
         "/api/instances": {"get": {
             "summary": "A page of instances, newest first, with counts per status.",
             "parameters": [

@@ -17,6 +17,7 @@ from tornado.httpserver import HTTPServer
 from celery_durable.ui import handlers, schedules
 from celery_durable.ui.auth import BasicAuth
 from celery_durable.ui.dashboard import ACTIONS, Dashboard
+from celery_durable.ui.entities_view import EntitiesApi
 from celery_durable.ui.metrics import MetricsPage
 from celery_durable.ui.security import HostPolicy, body_limit
 
@@ -64,6 +65,8 @@ def make_application(dashboard: Dashboard, auth: BasicAuth | None = None,
         (r"/api/schedules", schedules.SchedulesApi, common),
         (r"/api/config", handlers.ConfigApi, common),
         (r"/api/openapi\.json", handlers.OpenApi, common),
+        (r"/entities", handlers.Page, {**common, "template": "entities.html"}),
+        (r"/api/entities", EntitiesApi, common),
         (r"/api/instances", handlers.InstancesApi, common),
         (rf"/api/instances/{_ID}", handlers.InstanceApi, common),
         (rf"/api/instances/{_ID}/history", handlers.HistoryApi, common),

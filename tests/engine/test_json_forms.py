@@ -74,7 +74,9 @@ def _all_kinds_histories() -> list[list[HistoryEvent]]:
 def test_histories_cover_every_kind_and_round_trip_through_json_text() -> None:
     histories = _all_kinds_histories()
     events = [e for history in histories for e in history]
-    assert {e.kind for e in events} == h.ALL_KINDS
+    # the entity kinds have histories of their own: tests/engine/test_entity_calls.py
+    assert {e.kind for e in events} == \
+        h.ALL_KINDS - h.ENTITY_SCHEDULING_KINDS - h.ENTITY_COMPLETION_KINDS
     for event in events:
         text = json.dumps(event.to_json())
         back = HistoryEvent.from_json(json.loads(text))

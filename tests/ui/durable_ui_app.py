@@ -17,7 +17,14 @@ from datetime import timedelta
 from celery import Celery
 from workers import LazyApp, celery_app
 
-from celery_durable import Durable, RetryPolicy, activity, orchestrator
+from celery_durable import (
+    Durable,
+    EntityInstanceId,
+    RetryPolicy,
+    activity,
+    entity,
+    orchestrator,
+)
 
 ENV_BROKER = "DURABLE_UI_TEST_BROKER"
 ENV_STORE = "DURABLE_UI_TEST_STORE"
@@ -29,6 +36,23 @@ WAITER = "ui_e2e.waiter"
 BROKEN = "ui_e2e.broken"
 #: attempts of ``flaky`` that fail before one succeeds
 FLAKY_FAILURES = 2
+
+
+STOCK = "ui_stock"
+HOLDER = "ui_e2e.holder"
+
+
+@entity(name=STOCK)
+def stock(ctx, amount):
+    """A stock level per key (the entities page's example)."""
+    ctx.set_state({"units": ctx.get_state(dict, {"units": 0})["units"] + amount})
+
+
+@orchestrator(name=HOLDER)
+def holder(ctx, key):
+    """Holds the lock of stock ``key`` until its event ``release`` comes."""
+    with (yield ctx.lock_entities([EntityInstanceId(STOCK, key)])):
+        yield ctx.wait_for_external_event("release")
 
 
 @activity(name="ui_e2e.reserve")
