@@ -17,7 +17,7 @@ from pathlib import Path
 
 import entity_workflows as wf
 import pytest
-from conftest import Cluster, _cluster
+from entity_cluster import Cluster, _cluster
 
 from celery_durable import EntityInstanceId, OrchestrationStatus
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import entity_workflows as wf
 import pytest
-from conftest import Cluster
+from entity_cluster import Cluster
 
 from celery_durable import EntityInstanceId, OrchestrationStatus
 

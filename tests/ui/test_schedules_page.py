@@ -38,7 +38,7 @@ def test_api_lists_schedules_with_next_and_last_runs(setup: Setup, schedule_id: 
 def test_page_shows_the_schedules(setup: Setup, page: Any, schedule_id: str) -> None:
     page.goto("/")
     page.click("a.nav:text-is('Schedules')")
-    page.wait_for_function("Number(document.body.dataset.loaded || 0) >= 1")
+    page.wait_for_function("() => Number(document.body.dataset.loaded || 0) >= 1")
     row = page.locator(f'#schedules tr[data-id="{schedule_id}"]')
     assert row.locator("td").nth(4).text_content() == "yes"
     assert row.locator(".next-run").text_content().endswith("-01-01 00:00:00")
@@ -58,7 +58,7 @@ def test_page_under_the_url_prefix(prefixed: Setup, browser: Any,  # noqa: F811
             or outside.append(r.url))
     try:
         page.goto(f"{PREFIX}/schedules")
-        page.wait_for_function("Number(document.body.dataset.loaded || 0) >= 1")
+        page.wait_for_function("() => Number(document.body.dataset.loaded || 0) >= 1")
         assert page.locator(f'#schedules tr[data-id="{schedule_id}"]').count() == 1
         assert outside == []
     finally:
