@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from celery_durable import tracing
+from celery_durable import management, tracing
 from celery_durable.engine import history as h
 from celery_durable.engine.context import name_of
 from celery_durable.engine.failure import FailureDetails
@@ -223,10 +223,28 @@ class DurableClient:
         self._send(instance_id, h.execution_resumed(_now(), reason), "resume")
 
     def terminate_orchestration(self, instance_id: str, *, output: Any = None,
-                                recursive: bool = True) -> None:
-        """End the instance now with ``output`` (and its running sub-orchestrations)."""
+                                recursive: bool = True, cancel_running: bool = False) -> None:
+        """End the instance now with ``output`` (and its running sub-orchestrations). The
+        activities and Celery tasks it sent are revoked (workers discard those not started);
+        with ``cancel_running``, those running are terminated too (Celery's
+        ``revoke(terminate=True)``). A result that still arrives is dropped."""
         payload = self._payload(output, "termination output")
         self._send(instance_id, h.execution_terminated(_now(), payload, recursive), "terminate")
+        management.revoke(self.durable, management.running_work(self.durable, instance_id,
+                                                                 recursive), cancel_running)
+
+    def restart_orchestration(self, instance_id: str, *,
+                              restart_with_new_instance_id: bool = False) -> str:
+        """Run the orchestration again from the beginning with its input and version; returns
+        the id it runs under: the same id for an ended instance (its history is replaced), a
+        new one when asked or when the instance is still running."""
+        return management.restart(self, instance_id, restart_with_new_instance_id)
+
+    def rewind_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        """Run a FAILED instance again from its failures: failed activities, Celery tasks and
+        sub-orchestrations (rewound in turn) run again, work that succeeded does not; the
+        history keeps an ``ExecutionRewound`` record with ``reason``."""
+        management.rewind(self.durable, instance_id, reason)
 
     def _send(self, instance_id: str, event: HistoryEvent, verb: str) -> None:
         record = self._require(instance_id)

@@ -23,6 +23,7 @@ from celery_durable.engine.actions import (
     ScheduleActivity,
     ScheduleSubOrchestration,
     ScheduleTask,
+    SendEvent,
     TerminateOrchestration,
 )
 from celery_durable.engine.executor import EpisodeResult, Orchestration
@@ -31,6 +32,7 @@ from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
 from celery_durable.runtime import messages
 from celery_durable.runtime.cache import StateCache
+from celery_durable.runtime.sent_events import send_event
 from celery_durable.store import (
     Episode,
     EpisodeCommit,
@@ -318,6 +320,8 @@ class EpisodeRunner:
             commit.children.append((child, [start]))
             commit.outbox.append(self._episode_message(action.instance_id, action.name,
                                                        child_def.queue if child_def else None))
+        elif isinstance(action, SendEvent):
+            send_event(self.durable, inst.instance_id, execution_id, action, commit, now)
         elif isinstance(action, TerminateOrchestration):
             event = h.execution_terminated(now, action.output, action.recursive)
             commit.notify.append((action.instance_id,

@@ -188,7 +188,7 @@ class _Plan:
                 self.activity(record, event)
             elif event.kind == h.TIMER_CREATED:
                 self.timer(record, event, timer_rows.get((iid, execution_id, task_id)))
-            else:
+            elif event.kind == h.SUB_ORCHESTRATION_CREATED:
                 self.report.sub_orchestrations += 1
 
     def wake(self, record: InstanceRecord) -> None:

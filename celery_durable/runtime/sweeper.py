@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from celery import bootsteps
 
 from celery_durable.runtime import messages
+from celery_durable.runtime.heartbeats import redispatch_lost
 from celery_durable.runtime.redispatch import redispatch
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
         if store.request_wakeup(instance_id):
             durable.wake(instance_id)
             report.woken += 1
-    report.redispatched = redispatch(durable, now)
+    report.redispatched = redispatch(durable, now) + redispatch_lost(durable, now)
     if report.timers or report.outbox or report.woken or report.redispatched:
         logger.info("sweep: %d timer(s) dispatched, %d message(s) re-published, %d instance(s) "
                     "woken, %d overdue task(s) re-dispatched", report.timers, report.outbox,

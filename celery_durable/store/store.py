@@ -39,6 +39,7 @@ from celery_durable.store.engine import (
     masked_url,
 )
 from celery_durable.store.episode import Episode, WakeupClaim, run_episode
+from celery_durable.store.heartbeats import Heartbeats
 from celery_durable.store.migrate import upgrade_schema
 from celery_durable.store.outbox_acks import OutboxAcks
 from celery_durable.store.overdue import (
@@ -57,6 +58,7 @@ from celery_durable.store.records import (
     now,
     to_db_time,
 )
+from celery_durable.store.rewind import MessagesFor, RewindOutcome, rewind_instance
 from celery_durable.store.schema import (
     INSTANCE_TABLES,
     history,
@@ -136,6 +138,8 @@ class Store:
         self._counter = StatementCounter()
         self._local = threading.local()  # .episodes: episodes open in this thread
         self.outbox_acks = OutboxAcks(self.delete_outbox)
+        #: activities' heartbeats (store/heartbeats.py)
+        self.heartbeats = Heartbeats(self)
 
     def __repr__(self) -> str:
         return f"Store({masked_url(self.url)!r})"
@@ -509,6 +513,12 @@ class Store:
                 frontier = children
             delete_instance_rows(conn, ids, INSTANCE_TABLES)
         return len(ids)
+
+    def rewind(self, instance_id: str, reason: str | None, at: datetime,
+               messages_for: MessagesFor) -> RewindOutcome:
+        """Rewind a FAILED instance and its failed sub-orchestrations (see store/rewind.py)."""
+        with self._write() as conn:
+            return rewind_instance(conn, self.dialect, instance_id, reason, at, messages_for)
 
     def forget_wakeups(self, instance_ids: Sequence[str]) -> None:
         """Release the wake-up claims of these instances (`recover`: the broker may have lost
