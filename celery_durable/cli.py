@@ -370,11 +370,14 @@ def resume(ctx: click.Context, instance_id: str, reason: str | None) -> None:
               help="The instance's output, as JSON.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Terminate its running sub-orchestrations too.")
+@click.option("--cancel-running", is_flag=True, default=False,
+              help="Also kill the activities it has running (Celery revoke, terminate=True).")
 def terminate(ctx: click.Context, instance_id: str, output_json: str | None,
-              recursive: bool) -> None:
-    """Terminate an instance now."""
+              recursive: bool, cancel_running: bool) -> None:
+    """Terminate an instance now (the work it sent is revoked)."""
     output = _parse_json(output_json, "--output")
-    _durable(ctx).client.terminate_orchestration(instance_id, output=output, recursive=recursive)
+    _durable(ctx).client.terminate_orchestration(instance_id, output=output, recursive=recursive,
+                                                 cancel_running=cancel_running)
     click.echo(f"Asked {instance_id} to terminate.")
 
 
@@ -424,6 +427,7 @@ def _print_report(report: RecoveryReport) -> None:
 
 # ``replay`` and ``export`` live in a module of their own; importing it adds them to the group
 import celery_durable.cli_replay  # noqa: E402,F401
+import celery_durable.cli_manage  # noqa: E402,F401  (restart, rewind)
 from celery_durable.ui.command import ui as _ui  # noqa: E402  (the dashboard, its own module)
 
 durable.add_command(_ui)
