@@ -426,8 +426,8 @@ def _print_report(report: RecoveryReport) -> None:
 
 
 # ``replay`` and ``export`` live in a module of their own; importing it adds them to the group
-import celery_durable.cli_replay  # noqa: E402,F401
 import celery_durable.cli_manage  # noqa: E402,F401  (restart, rewind)
+import celery_durable.cli_replay  # noqa: E402,F401
 from celery_durable.ui.command import ui as _ui  # noqa: E402  (the dashboard, its own module)
 
 durable.add_command(_ui)
