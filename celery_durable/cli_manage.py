@@ -13,9 +13,10 @@ from celery_durable.cli import _command, _durable, durable
 @click.option("--new-id", is_flag=True, default=False,
               help="Run it under a new instance id (always so for an instance still running).")
 def restart(ctx: click.Context, instance_id: str, new_id: bool) -> None:
-    """Run an instance's orchestration again from the beginning, with its input and version.
+    """Run an instance again from the beginning.
 
-    An ended instance keeps its id (its history is replaced) unless --new-id is given."""
+    With its input and version; an ended instance keeps its id (its history is replaced)
+    unless --new-id is given."""
     target = _durable(ctx).client.restart_orchestration(
         instance_id, restart_with_new_instance_id=new_id)
     if target == instance_id:
@@ -28,7 +29,9 @@ def restart(ctx: click.Context, instance_id: str, new_id: bool) -> None:
 @click.argument("instance_id")
 @click.option("--reason", default=None, help="Why (recorded in the history).")
 def rewind(ctx: click.Context, instance_id: str, reason: str | None) -> None:
-    """Run a FAILED instance again from its failures: the failed activities, Celery tasks and
-    sub-orchestrations run again, what succeeded does not."""
+    """Run a FAILED instance again from its failures.
+
+    The failed activities, Celery tasks and sub-orchestrations run again, what succeeded does
+    not."""
     _durable(ctx).client.rewind_orchestration(instance_id, reason=reason)
     click.echo(f"Rewound {instance_id}; it runs again from its failures.")

@@ -61,6 +61,7 @@ def plan_rewind(history: Sequence[HistoryEvent]) -> RewindPlan:
     if cut is None:  # the code raised by itself: run it again from the last event it received
         cut = max((i for i, e in enumerate(events) if e.kind in _INPUT_KINDS), default=0)
     kept, tail = events[:cut], events[cut:]
+    names = {e.task_id: e.name for e in events if e.kind in h.SCHEDULING_KINDS}
     scheduled: dict[int, HistoryEvent] = {}
     done: set[int] = set()
     for event in kept:
@@ -84,7 +85,7 @@ def plan_rewind(history: Sequence[HistoryEvent]) -> RewindPlan:
         elif event.kind in _FAILED_RESULTS:
             source = scheduled.get(event.task_id) if event.task_id is not None else None
             removed.append({"kind": event.kind, "task_id": event.task_id,
-                            "name": source.name if source else None,
+                            "name": names.get(event.task_id),
                             "message": (event.data or {}).get("message")})
             if event.kind == h.SUB_ORCHESTRATION_FAILED and open_here and source is not None:
                 child = (source.data or {}).get("instance_id")

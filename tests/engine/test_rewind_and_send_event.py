@@ -71,7 +71,8 @@ def test_a_retried_activity_that_failed_twice_is_reopened_and_the_rest_kept() ->
                                            h.TASK_COMPLETED, h.TASK_SCHEDULED]
     assert [(e.task_id, e.name) for e in plan.reopened] == [(1, "b")]
     assert plan.refeed == [] and plan.failed_children == []
-    assert [r["message"] for r in plan.removed] == ["down", "still down"]
+    assert [(r["name"], r["message"]) for r in plan.removed] == [("b", "down"),
+                                                                 ("b", "still down")]
     assert plan.events_removed == len(d.history) - 4
     result = _run_rewound(_retried, history, done(1, "B"))
     assert result.status is Status.COMPLETED and result.output == ["A", "B"]
