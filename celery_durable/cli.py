@@ -349,9 +349,13 @@ def raise_event(ctx: click.Context, instance_id: str, event: str,
 @_command(durable, "suspend")
 @click.argument("instance_id")
 @click.option("--reason", default=None, help="Why (recorded in the history).")
-def suspend(ctx: click.Context, instance_id: str, reason: str | None) -> None:
+@click.option("--cancel-running", is_flag=True, default=False,
+              help="Kill its running activities (Celery revoke); sent again on resume.")
+def suspend(ctx: click.Context, instance_id: str, reason: str | None,
+            cancel_running: bool) -> None:
     """Suspend an instance (it buffers events until resumed)."""
-    _durable(ctx).client.suspend_orchestration(instance_id, reason=reason)
+    _durable(ctx).client.suspend_orchestration(instance_id, reason=reason,
+                                               cancel_running=cancel_running)
     click.echo(f"Asked {instance_id} to suspend.")
 
 

@@ -214,9 +214,19 @@ class DurableClient:
             self._send(instance_id, h.event_raised(event_name, payload, _now()),
                        "raise an event to")
 
-    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None,
+                              cancel_running: bool = False) -> None:
+        """Hold the instance: results and events wait until it is resumed. With
+        ``cancel_running``, the activities and Celery tasks it has running are killed (Celery's
+        ``revoke(terminate=True)``) and sent again when it is resumed."""
         reason = check_reason(reason, "suspend", self.durable.settings.max_payload_bytes)
-        self._send(instance_id, h.execution_suspended(_now(), reason), "suspend")
+        event = h.execution_suspended(_now(), reason)
+        if cancel_running:
+            event.data["cancel_running"] = True
+        self._send(instance_id, event, "suspend")
+        if cancel_running:
+            management.revoke(self.durable, management.running_work(self.durable, instance_id,
+                                                                     False), True)
 
     def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
         reason = check_reason(reason, "resume", self.durable.settings.max_payload_bytes)

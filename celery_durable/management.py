@@ -60,9 +60,11 @@ def rewind(durable: Durable, instance_id: str, reason: str | None) -> None:
 
 
 def rerun_messages(durable: Durable, record: InstanceRecord, execution_id: str,
-                   reopened: list[HistoryEvent]) -> list[messages.Message]:
+                   reopened: list[HistoryEvent], *, wake: bool = True,
+                   id_suffix: str = "") -> list[messages.Message]:
     """The messages of a rewound execution: its reopened activities and Celery tasks (sent
-    again under the new execution), then the instance's wake-up."""
+    again under the new execution), then (with ``wake``) the instance's wake-up. With
+    ``id_suffix``, the Celery task ids get it (ids that were revoked cannot be used again)."""
     iid, orchestrator = record.instance_id, record.name
     out: list[messages.Message] = []
     for event in reopened:
@@ -80,7 +82,11 @@ def rerun_messages(durable: Durable, record: InstanceRecord, execution_id: str,
         out.append(messages.activity_message(iid, execution_id, action,
                                              definition.queue if definition else None,
                                              orchestrator))
-    out.append(durable.episode_message(iid, orchestrator))
+    if id_suffix:
+        for message in out:
+            message["options"]["task_id"] += id_suffix
+    if wake:
+        out.append(durable.episode_message(iid, orchestrator))
     return out
 
 

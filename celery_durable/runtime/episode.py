@@ -32,6 +32,7 @@ from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
 from celery_durable.runtime import messages
 from celery_durable.runtime.cache import StateCache
+from celery_durable.runtime.cancelled import resend_after_resume
 from celery_durable.runtime.sent_events import send_event
 from celery_durable.store import (
     Episode,
@@ -225,6 +226,7 @@ class EpisodeRunner:
         self.events_processed += len(current)
         result = state.run([row.event for row in current], now)
         plan = self._plan_result(inst, state, result, consumed, now)
+        resend_after_resume(self.durable, ep, inst, result.new_events, plan.commit)
         plan.started = state.started
         return plan
 

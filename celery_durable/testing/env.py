@@ -298,8 +298,9 @@ class DurableTestEnv(DurableClient):
         super().raise_orchestration_event(instance_id, event_name, data=data)
         self.run_until_idle()
 
-    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
-        super().suspend_orchestration(instance_id, reason=reason)
+    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None,
+                              cancel_running: bool = False) -> None:
+        super().suspend_orchestration(instance_id, reason=reason, cancel_running=cancel_running)
         self.run_until_idle()
 
     def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:

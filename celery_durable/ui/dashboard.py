@@ -224,7 +224,8 @@ class Dashboard:
         return {"message": f"Raised {name.strip()!r} to {instance_id}."}
 
     def suspend(self, instance_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        self.client.suspend_orchestration(instance_id, reason=_reason(body))
+        self.client.suspend_orchestration(instance_id, reason=_reason(body),
+                                          cancel_running=_flag(body, "cancel_running", False))
         return {"message": f"Asked {instance_id} to suspend."}
 
     def resume(self, instance_id: str, body: Mapping[str, Any]) -> dict[str, Any]:

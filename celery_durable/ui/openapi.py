@@ -171,7 +171,8 @@ def openapi_document(prefix: str = "") -> dict[str, Any]:
             "name": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
             "data": _ANY}),
         instance + "/suspend": _action("Suspend the instance.", {
-            "reason": {"type": "string", "nullable": True}}),
+            "reason": {"type": "string", "nullable": True},
+            "cancel_running": {"type": "boolean"}}),
         instance + "/resume": _action("Resume the suspended instance.", {
             "reason": {"type": "string", "nullable": True}}),
         instance + "/terminate": _action("Terminate the instance (and its children).", {

@@ -161,6 +161,9 @@ function actionBody(action) {
              cancel_running: document.getElementById("d-cancel-running").checked };
   }
   if (action === "restart") return { new_id: document.getElementById("d-new-id").checked };
+  if (action === "suspend") {
+    return { reason, cancel_running: document.getElementById("d-cancel-running").checked };
+  }
   if (action === "purge") return { recursive };
   return { reason };
 }
