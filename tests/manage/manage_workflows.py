@@ -9,6 +9,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from celery import shared_task
+
 from celery_durable import RetryPolicy, activity, orchestrator
 
 
@@ -137,3 +139,19 @@ def steps(ctx: Any, spec: dict[str, Any]) -> list[int]:
 def stepper(ctx: Any, spec: dict[str, Any]) -> Any:
     result = yield ctx.call_activity(steps, input=spec)
     return result
+
+
+@shared_task(name="manage.plain_flaky")
+def plain_flaky(folder: str, name: str) -> str:
+    """A plain Celery task (called with ctx.call_task): fails until ``fixed`` exists."""
+    note_run(folder, name)
+    if not os.path.exists(os.path.join(folder, "fixed")):
+        raise RuntimeError(f"{name} is broken")
+    return name
+
+
+@orchestrator(name="manage.task_caller")
+def task_caller(ctx: Any, folder: str) -> Any:
+    first = yield ctx.call_activity(ok, input={"dir": folder, "name": "before-task"})
+    called = yield ctx.call_task("manage.plain_flaky", args=(folder, "plain"))
+    return [first, called]

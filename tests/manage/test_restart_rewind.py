@@ -101,3 +101,20 @@ def test_restart_of_a_completed_and_of_a_running_instance(tmp_path: Path,
             assert state.output == ["waiter-ok", value], state
             assert state.input == folder
         assert mw.runs(folder) == {"waiter-ok": 5}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rewind_sends_a_failed_celery_task_again(tmp_path: Path, backend: str) -> None:
+    folder = str(tmp_path)
+    with manage_cluster(tmp_path, backend) as cluster, cluster.logs_on_failure():
+        cluster.wait_ready(cluster.start_worker())
+        client = cluster.client
+        iid = client.schedule_new_orchestration(mw.task_caller, input=folder)
+        assert cluster.wait(iid).runtime_status is OrchestrationStatus.FAILED
+        assert mw.runs(folder) == {"before-task": 1, "plain": 1}
+        (tmp_path / "fixed").touch()
+        client.rewind_orchestration(iid)
+        state = cluster.wait(iid)
+        assert state.runtime_status is OrchestrationStatus.COMPLETED, state
+        assert state.output == ["before-task", "plain"]
+        assert mw.runs(folder) == {"before-task": 1, "plain": 2}
