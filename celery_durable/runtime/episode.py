@@ -276,8 +276,8 @@ class EpisodeRunner:
                   for i, event in enumerate(can.carryover)]
         commit.notify.extend((inst.instance_id, item) for item in items)
         commit.outbox.append(self._episode_message(inst.instance_id, inst.name))
-        for action in result.actions:
-            if isinstance(action, TerminateOrchestration):
+        for action in result.actions:  # sent before it continued as new: sent all the same
+            if isinstance(action, (TerminateOrchestration, SendEvent)):
                 self._plan_action(inst, inst.execution_id, action, commit, now)
         return _Plan(commit, execution_id)
 

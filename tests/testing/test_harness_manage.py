@@ -58,3 +58,28 @@ def test_rewind_restart_and_send_event_in_the_test_environment(
     assert durable_env.get_orchestration_state(again).runtime_status is \
         OrchestrationStatus.COMPLETED
     assert CALLS == ["sturdy", "fragile", "fragile", "sturdy", "fragile"]
+
+
+@orchestrator(name="harness_manage.relay")
+def relay(ctx: Any, spec: dict[str, Any]) -> Any:
+    """Sends its count to the target, then continues as new until it reaches 0."""
+    ctx.send_event(spec["target"], "count", data=spec["n"])
+    if spec["n"] > 0:
+        ctx.continue_as_new({"target": spec["target"], "n": spec["n"] - 1})
+    return "done"
+    yield  # a generator: the orchestrator waits on nothing
+
+
+@orchestrator(name="harness_manage.counter")
+def counter(ctx: Any, n: int) -> Any:
+    seen = []
+    for _ in range(n):
+        seen.append((yield ctx.wait_for_external_event("count")))
+    return seen
+
+
+def test_events_sent_before_continue_as_new_are_sent(durable_env: DurableTestEnv) -> None:
+    target = durable_env.schedule_new_orchestration(counter, input=3)
+    iid = durable_env.schedule_new_orchestration(relay, input={"target": target, "n": 2})
+    assert durable_env.wait_for_orchestration_completion(iid).output == "done"
+    assert durable_env.wait_for_orchestration_completion(target).output == [2, 1, 0]
