@@ -349,9 +349,13 @@ def raise_event(ctx: click.Context, instance_id: str, event: str,
 @_command(durable, "suspend")
 @click.argument("instance_id")
 @click.option("--reason", default=None, help="Why (recorded in the history).")
-def suspend(ctx: click.Context, instance_id: str, reason: str | None) -> None:
+@click.option("--cancel-running", is_flag=True, default=False,
+              help="Kill its running activities (Celery revoke); sent again on resume.")
+def suspend(ctx: click.Context, instance_id: str, reason: str | None,
+            cancel_running: bool) -> None:
     """Suspend an instance (it buffers events until resumed)."""
-    _durable(ctx).client.suspend_orchestration(instance_id, reason=reason)
+    _durable(ctx).client.suspend_orchestration(instance_id, reason=reason,
+                                               cancel_running=cancel_running)
     click.echo(f"Asked {instance_id} to suspend.")
 
 
@@ -370,11 +374,14 @@ def resume(ctx: click.Context, instance_id: str, reason: str | None) -> None:
               help="The instance's output, as JSON.")
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Terminate its running sub-orchestrations too.")
+@click.option("--cancel-running", is_flag=True, default=False,
+              help="Also kill the activities it has running (Celery revoke, terminate=True).")
 def terminate(ctx: click.Context, instance_id: str, output_json: str | None,
-              recursive: bool) -> None:
-    """Terminate an instance now."""
+              recursive: bool, cancel_running: bool) -> None:
+    """Terminate an instance now (the work it sent is revoked)."""
     output = _parse_json(output_json, "--output")
-    _durable(ctx).client.terminate_orchestration(instance_id, output=output, recursive=recursive)
+    _durable(ctx).client.terminate_orchestration(instance_id, output=output, recursive=recursive,
+                                                 cancel_running=cancel_running)
     click.echo(f"Asked {instance_id} to terminate.")
 
 
@@ -414,6 +421,7 @@ def _print_report(report: RecoveryReport) -> None:
 
 # ``replay`` and ``export`` live in a module of their own; importing it adds them to the group
 import celery_durable.cli_entities  # noqa: E402,F401  (entities, entity)
+import celery_durable.cli_manage  # noqa: E402,F401  (restart, rewind)
 import celery_durable.cli_purge  # noqa: E402,F401
 import celery_durable.cli_replay  # noqa: E402,F401
 import celery_durable.cli_schedules  # noqa: E402,F401  (schedules, schedule ...)

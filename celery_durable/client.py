@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from celery_durable import tracing
+from celery_durable import management, tracing
 from celery_durable.client_schedules import ScheduleMethods
 from celery_durable.engine import history as h
 from celery_durable.engine.context import name_of
@@ -219,19 +219,47 @@ class DurableClient(ScheduleMethods, EntityClient):
             self._send(instance_id, h.event_raised(event_name, payload, _now()),
                        "raise an event to")
 
-    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None,
+                              cancel_running: bool = False) -> None:
+        """Hold the instance: results and events wait until it is resumed. With
+        ``cancel_running``, the activities and Celery tasks it has running are killed (Celery's
+        ``revoke(terminate=True)``) and sent again when it is resumed."""
         reason = check_reason(reason, "suspend", self.durable.settings.max_payload_bytes)
-        self._send(instance_id, h.execution_suspended(_now(), reason), "suspend")
+        event = h.execution_suspended(_now(), reason)
+        if cancel_running:
+            event.data["cancel_running"] = True
+        self._send(instance_id, event, "suspend")
+        if cancel_running:
+            management.revoke(self.durable, management.running_work(self.durable, instance_id,
+                                                                     False), True)
 
     def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
         reason = check_reason(reason, "resume", self.durable.settings.max_payload_bytes)
         self._send(instance_id, h.execution_resumed(_now(), reason), "resume")
 
     def terminate_orchestration(self, instance_id: str, *, output: Any = None,
-                                recursive: bool = True) -> None:
-        """End the instance now with ``output`` (and its running sub-orchestrations)."""
+                                recursive: bool = True, cancel_running: bool = False) -> None:
+        """End the instance now with ``output`` (and its running sub-orchestrations). The
+        activities and Celery tasks it sent are revoked (workers discard those not started);
+        with ``cancel_running``, those running are terminated too (Celery's
+        ``revoke(terminate=True)``). A result that still arrives is dropped."""
         payload = self._payload(output, "termination output")
         self._send(instance_id, h.execution_terminated(_now(), payload, recursive), "terminate")
+        management.revoke(self.durable, management.running_work(self.durable, instance_id,
+                                                                 recursive), cancel_running)
+
+    def restart_orchestration(self, instance_id: str, *,
+                              restart_with_new_instance_id: bool = False) -> str:
+        """Run the orchestration again from the beginning with its input and version; returns
+        the id it runs under: the same id for an ended instance (its history is replaced), a
+        new one when asked or when the instance is still running."""
+        return management.restart(self, instance_id, restart_with_new_instance_id)
+
+    def rewind_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        """Run a FAILED instance again from its failures: failed activities, Celery tasks and
+        sub-orchestrations (rewound in turn) run again, work that succeeded does not; the
+        history keeps an ``ExecutionRewound`` record with ``reason``."""
+        management.rewind(self.durable, instance_id, reason)
 
     def _send(self, instance_id: str, event: HistoryEvent, verb: str) -> None:
         record = self._require(instance_id)

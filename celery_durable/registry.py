@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from celery_durable.errors import UnknownNameError
@@ -43,6 +44,14 @@ class ActivityDef:
     @property
     def queue(self) -> str | None:
         return self.options.get("queue")
+
+    @property
+    def heartbeat_timeout(self) -> timedelta | None:
+        """How long the activity may go without a heartbeat before it counts as lost."""
+        value = self.options.get("heartbeat_timeout")
+        if value is None or isinstance(value, timedelta):
+            return value
+        return timedelta(seconds=float(value))
 
 
 def _check_name(name: Any, what: str) -> str:
@@ -224,6 +233,12 @@ def make_orchestrator(registry: Registry, fn: Callable[..., Any] | None = None, 
 
 def make_activity(registry: Registry, fn: Callable[..., Any] | None = None, *,
                   name: str | None = None, **options: Any) -> Any:
+    timeout = options.get("heartbeat_timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+            timeout, (timedelta, int, float)) or _seconds(timeout) <= 0):
+        raise ValueError(f"heartbeat_timeout must be a positive timedelta (or seconds), got "
+                         f"{timeout!r}")
+
     def decorate(func: Callable[..., Any]) -> Activity:
         _check_function(func, "activity")
         definition = ActivityDef(func, _check_name(name or _default_name(func), "activity"),
@@ -232,6 +247,10 @@ def make_activity(registry: Registry, fn: Callable[..., Any] | None = None, *,
         return Activity(definition)
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _seconds(value: timedelta | float) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 @overload
@@ -259,7 +278,8 @@ def activity(fn: Callable[..., Any] | None = None, *, name: str | None = None,
              **options: Any) -> Any:
     """Declare an activity: ``@activity`` or ``@activity(name=, queue=, rate_limit=, ...)``.
 
-    Keyword options other than ``name`` are Celery task options (queue, rate_limit,
-    time_limit, soft_time_limit, priority, ...).
+    Keyword options other than ``name`` and ``heartbeat_timeout`` (a timedelta: the activity
+    counts as lost, and is sent again, when its ``ctx.heartbeat()`` calls stop for longer) are
+    Celery task options (queue, rate_limit, time_limit, soft_time_limit, priority, ...).
     """
     return make_activity(GLOBAL, fn, name=name, **options)

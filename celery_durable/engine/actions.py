@@ -52,6 +52,17 @@ class ScheduleSubOrchestration:
 
 
 @dataclass(frozen=True)
+class SendEvent:
+    """Raise event ``name`` with ``data`` on instance ``instance_id`` (``ctx.send_event``);
+    ``task_id`` numbers the send, so that it is written once whatever replays it."""
+
+    task_id: int
+    instance_id: str
+    name: str
+    data: Any = None
+
+
+@dataclass(frozen=True)
 class TerminateOrchestration:
     """Terminate another instance (a running child, when a parent is terminated recursively)."""
 
@@ -100,15 +111,15 @@ class UnlockEntities:
 
 
 EntityAction = CallEntity | SignalEntity | LockEntities | UnlockEntities
-Action = (ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration
+Action = (ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration | SendEvent
           | TerminateOrchestration | EntityAction)
-Scheduling = (ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration
+Scheduling = (ScheduleActivity | ScheduleTask | CreateTimer | ScheduleSubOrchestration | SendEvent
               | EntityAction)
 ENTITY_ACTIONS = (CallEntity, SignalEntity, LockEntities, UnlockEntities)
 
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in
                            (ScheduleActivity, ScheduleTask, CreateTimer, ScheduleSubOrchestration,
-                            TerminateOrchestration, *ENTITY_ACTIONS)}
+                            SendEvent, TerminateOrchestration, *ENTITY_ACTIONS)}
 
 
 def action_to_json(action: Action) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from celery_durable.engine.actions import (
     ScheduleSubOrchestration,
     ScheduleTask,
     Scheduling,
+    SendEvent,
     SignalEntity,
 )
 from celery_durable.engine.entity_calls import (
@@ -292,6 +293,18 @@ class OrchestrationContext:
                 return task
         self._event_waiters.setdefault(key, deque()).append(task)
         return task
+
+    def send_event(self, instance_id: str, event_name: str, *, data: Any = None) -> None:
+        """Raise ``event_name`` with ``data`` on orchestration ``instance_id``. The send is
+        recorded in this instance's history (``EventSent``) and the event is written to the
+        target's inbox in the same commit: it is delivered once, whatever replays or crashes.
+        An instance that does not exist is skipped (logged); one that has ended drops it."""
+        check_instance_id(instance_id)
+        if not isinstance(event_name, str) or not event_name:
+            raise ValueError(f"event name must be a non-empty string, got {event_name!r}")
+        payload = to_json(data, f"data of event {event_name!r}", limit=self._max_payload_bytes)
+        task_id = self._next_id()
+        self._pending_actions[task_id] = SendEvent(task_id, instance_id, event_name, payload)
 
     def when_all(self, tasks: Sequence[Task[Any]]) -> Task[list[Any]]:
         return WhenAllTask(tasks)

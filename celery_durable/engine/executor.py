@@ -29,6 +29,7 @@ from celery_durable.engine.actions import (
     ScheduleActivity,
     ScheduleSubOrchestration,
     ScheduleTask,
+    SendEvent,
     SignalEntity,
     TerminateOrchestration,
     UnlockEntities,
@@ -94,6 +95,8 @@ def describe_action(action: Action) -> str:
         return f"sub-orchestration {action.name!r} (task {action.task_id})"
     if isinstance(action, CreateTimer):
         return f"a timer (task {action.task_id})"
+    if isinstance(action, SendEvent):
+        return f"event {action.name!r} sent to {action.instance_id!r} (task {action.task_id})"
     return f"terminate {action.instance_id!r}"
 
 
@@ -104,6 +107,8 @@ def _scheduling_kind(action: Action) -> str:
         return h.TASK_SCHEDULED
     if isinstance(action, ScheduleSubOrchestration):
         return h.SUB_ORCHESTRATION_CREATED
+    if isinstance(action, SendEvent):
+        return h.EVENT_SENT
     return h.TIMER_CREATED
 
 
@@ -278,6 +283,8 @@ class Orchestration:
             return f"the instance has already ended ({self._status.value})"
         if kind == h.EXECUTION_STARTED:
             return "the instance has already started" if self._started else None
+        if kind == h.EXECUTION_REWOUND:
+            return None  # a record of a rewind (engine/rewind.py): nothing to apply
         if kind == h.EXECUTION_SUSPENDED and self._status is Status.SUSPENDED:
             return "the instance is already suspended"
         if kind == h.EXECUTION_RESUMED and self._status is not Status.SUSPENDED:
@@ -523,6 +530,9 @@ class Orchestration:
             return self._event(h.ENTITY_UNLOCK_SENT, now, task_id=action.task_id,
                                data={"entities": list(action.entity_ids),
                                      "lock_task_id": action.lock_task_id})
+        if isinstance(action, SendEvent):
+            return self._event(h.EVENT_SENT, now, task_id=action.task_id, name=action.name,
+                               data={"instance_id": action.instance_id, "data": action.data})
         if isinstance(action, ScheduleSubOrchestration):
             return self._event(h.SUB_ORCHESTRATION_CREATED, now, task_id=action.task_id,
                                name=action.name,

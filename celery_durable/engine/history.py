@@ -23,6 +23,10 @@ SubOrchestrationCreated    task id    orchestrator     {instance_id, input, vers
 SubOrchestrationCompleted  task id    -                result
 SubOrchestrationFailed     task id    -                FailureDetails JSON
 EventRaised                -          event name       event data
+EventSent                  task id    event name       {instance_id, data} (ctx.send_event)
+ExecutionRewound           -          -                {reason, previous_execution_id,
+                                                        removed: [{kind, task_id, name,
+                                                        message}], events_removed}
 ExecutionSuspended         -          -                {reason}
 ExecutionResumed           -          -                {reason}
 ExecutionTerminated        -          -                {output, recursive}
@@ -59,6 +63,8 @@ SUB_ORCHESTRATION_CREATED = "SubOrchestrationCreated"
 SUB_ORCHESTRATION_COMPLETED = "SubOrchestrationCompleted"
 SUB_ORCHESTRATION_FAILED = "SubOrchestrationFailed"
 EVENT_RAISED = "EventRaised"
+EVENT_SENT = "EventSent"
+EXECUTION_REWOUND = "ExecutionRewound"
 EXECUTION_SUSPENDED = "ExecutionSuspended"
 EXECUTION_RESUMED = "ExecutionResumed"
 EXECUTION_TERMINATED = "ExecutionTerminated"
@@ -78,15 +84,15 @@ ENTITY_COMPLETION_KINDS = frozenset({ENTITY_OPERATION_COMPLETED, ENTITY_OPERATIO
                                      ENTITY_LOCK_GRANTED})
 
 #: Events the orchestrator writes when it schedules something (outputs of an episode).
-SCHEDULING_KINDS = frozenset({TASK_SCHEDULED, TIMER_CREATED, SUB_ORCHESTRATION_CREATED}) \
-    | ENTITY_SCHEDULING_KINDS
+SCHEDULING_KINDS = frozenset({TASK_SCHEDULED, TIMER_CREATED, SUB_ORCHESTRATION_CREATED,
+                              EVENT_SENT}) | ENTITY_SCHEDULING_KINDS
 #: Events that complete a scheduled task (inputs that arrive through the inbox).
 COMPLETION_KINDS = frozenset({TASK_COMPLETED, TASK_FAILED, TIMER_FIRED,
                               SUB_ORCHESTRATION_COMPLETED, SUB_ORCHESTRATION_FAILED}) \
     | ENTITY_COMPLETION_KINDS
 ALL_KINDS = frozenset(
     {EXECUTION_STARTED, EVENT_RAISED, EXECUTION_SUSPENDED, EXECUTION_RESUMED,
-     EXECUTION_TERMINATED, CONTINUED_AS_NEW, EXECUTION_COMPLETED}
+     EXECUTION_TERMINATED, CONTINUED_AS_NEW, EXECUTION_COMPLETED, EXECUTION_REWOUND}
 ) | SCHEDULING_KINDS | COMPLETION_KINDS
 
 UNSEQUENCED = -1
@@ -189,3 +195,11 @@ def execution_resumed(timestamp: datetime, reason: str | None = None) -> History
 def execution_terminated(timestamp: datetime, output: Any = None,
                          recursive: bool = True) -> HistoryEvent:
     return _new(EXECUTION_TERMINATED, timestamp, data={"output": output, "recursive": recursive})
+
+
+def execution_rewound(timestamp: datetime, reason: str | None, previous_execution_id: str,
+                      removed: list[dict[str, Any]], events_removed: int) -> HistoryEvent:
+    """The record of a rewind (`celery_durable.engine.rewind`): replay passes over it."""
+    return _new(EXECUTION_REWOUND, timestamp,
+                data={"reason": reason, "previous_execution_id": previous_execution_id,
+                      "removed": removed, "events_removed": events_removed})

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from celery_durable.engine.failure import FailureDetails
 from celery_durable.errors import DurableError, MalformedMessageError, OrchestrationNotFoundError
 from celery_durable.payload import from_json, input_annotation, to_json
 from celery_durable.registry import ActivityDef
-from celery_durable.runtime import inbound
+from celery_durable.runtime import heartbeats, inbound
 from celery_durable.runtime.episode import completion_item
 from celery_durable.runtime.inbound import STRATEGY
 from celery_durable.runtime.messages import DURABLE_HEADER, REDISPATCH_HEADER
@@ -61,6 +62,17 @@ class ActivityContext:
     attempt: int = 1
     #: the Celery task id of this run
     celery_task_id: str | None = None
+    #: the details of the last heartbeat an earlier run of this task reported (a run lost and
+    #: re-dispatched, see ``heartbeat_timeout``), else None
+    last_heartbeat: Any = None
+    _beat: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
+
+    def heartbeat(self, details: Any = None) -> None:
+        """Report progress: ``details`` (JSON) are kept for the next run of this task should
+        this one be lost, and the activity counts as alive for its ``heartbeat_timeout``.
+        Called as a plain Celery task (not orchestrated), it does nothing."""
+        if self._beat is not None:
+            self._beat(details)
 
 
 class ActivityTask(Task):
@@ -96,6 +108,7 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     annotation = input_annotation(definition.fn)
     options = {**ACTIVITY_DEFAULTS, **definition.options}
     options["durable_queue"] = options.pop("queue", None)
+    options.pop("heartbeat_timeout", None)  # ours, not Celery's (ActivityDef.heartbeat_timeout)
     options["throws"] = (*options.get("throws", ()), ActivityFailed)
     # orchestrated runs (their messages carry the durable header) take JSON messages only
     options.setdefault("Strategy", STRATEGY)
@@ -117,7 +130,8 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
             logger.info("activity %s (task %s of %s) was re-dispatched, but it has completed "
                         "meanwhile: not run again", definition.name, task_id, instance_id)
             return None
-        ctx = ActivityContext(instance_id, task_id, attempt, task.request.id)
+        ctx = heartbeats.activity_context(durable, definition, task.request, instance_id,
+                                          execution_id, int(task_id), attempt)
         try:
             with tracing.activity_span(
                     task.request, definition.name, instance_id, int(task_id), attempt,

@@ -25,6 +25,7 @@ from celery_durable.engine.actions import (
     ScheduleActivity,
     ScheduleSubOrchestration,
     ScheduleTask,
+    SendEvent,
     SignalEntity,
     TerminateOrchestration,
     UnlockEntities,
@@ -35,7 +36,9 @@ from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
 from celery_durable.runtime import limits, messages
 from celery_durable.runtime.cache import StateCache
+from celery_durable.runtime.cancelled import resend_after_resume
 from celery_durable.runtime.entities import plan_entity_action
+from celery_durable.runtime.sent_events import send_event
 from celery_durable.store import (
     Episode,
     EpisodeCommit,
@@ -259,6 +262,7 @@ class EpisodeRunner:
         self.events_processed += len(current)
         result = state.run([row.event for row in current], now)
         plan = self._plan_result(inst, state, result, consumed, now)
+        resend_after_resume(self.durable, ep, inst, result.new_events, plan.commit)
         plan.started = state.started
         limits.after_commit_plan(self.durable, ep, definition, plan.commit, admitted, now)
         return plan
@@ -309,8 +313,9 @@ class EpisodeRunner:
                   for i, event in enumerate(can.carryover)]
         commit.notify.extend((inst.instance_id, item) for item in items)
         commit.outbox.append(self._episode_message(inst.instance_id, inst.name))
-        for action in result.actions:
-            if isinstance(action, (TerminateOrchestration, SignalEntity, UnlockEntities)):
+        for action in result.actions:  # sent before it continued as new: sent all the same
+            if isinstance(action, (TerminateOrchestration, SignalEntity, UnlockEntities,
+                                   SendEvent)):
                 self._plan_action(inst, inst.execution_id, action, commit, now)
         return _Plan(commit, execution_id)
 
@@ -357,6 +362,8 @@ class EpisodeRunner:
             commit.children.append((child, [start]))
             commit.outbox.append(self._episode_message(action.instance_id, action.name,
                                                        child_def.queue if child_def else None))
+        elif isinstance(action, SendEvent):
+            send_event(self.durable, inst.instance_id, execution_id, action, commit, now)
         elif isinstance(action, TerminateOrchestration):
             event = h.execution_terminated(now, action.output, action.recursive)
             commit.notify.append((action.instance_id,

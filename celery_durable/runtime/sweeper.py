@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from celery import bootsteps
 
 from celery_durable.runtime import limits, messages, schedules
+from celery_durable.runtime.heartbeats import redispatch_lost
 from celery_durable.runtime.redispatch import redispatch
 from celery_durable.runtime.retention import sweep_retention
 
@@ -72,7 +73,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
             report.woken += 1
     report.woken += limits.wake_stalled(durable, now)
     report.woken += durable.entities.sweep(older)
-    report.redispatched = redispatch(durable, now)
+    report.redispatched = redispatch(durable, now) + redispatch_lost(durable, now)
     report.purged = sweep_retention(durable, now)
     if report.timers or report.outbox or report.woken or report.redispatched or report.purged \
             or report.fired:

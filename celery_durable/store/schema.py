@@ -233,5 +233,20 @@ entities = Table(
     **MYSQL_TABLE_ARGS,
 )
 
+# The last heartbeat of an activity (``ctx.heartbeat``, store/heartbeats.py): its details and
+# when it came; the sweeper re-dispatches an activity whose heartbeats stopped.
+heartbeats = Table(
+    "durable_heartbeats",
+    metadata,
+    Column("instance_id", String(256), nullable=False),
+    Column("execution_id", String(32), nullable=False),
+    Column("task_id", Integer, nullable=False, autoincrement=False),
+    Column("details", json_text(), nullable=True),
+    Column("beat_at", utc_datetime(), nullable=False),
+    PrimaryKeyConstraint("instance_id", "execution_id", "task_id", name="pk_durable_heartbeats"),
+    Index("ix_durable_heartbeats_beat_at", "beat_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
 #: Tables holding rows of an instance, keyed by ``instance_id`` (purge deletes from each).
-INSTANCE_TABLES = (history, inbox, timers, outbox, wakeups, redispatches, instances)
+INSTANCE_TABLES = (history, inbox, timers, outbox, wakeups, redispatches, heartbeats, instances)

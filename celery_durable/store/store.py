@@ -41,6 +41,7 @@ from celery_durable.store.engine import (
 )
 from celery_durable.store.entities import EntityStore
 from celery_durable.store.episode import Episode, WakeupClaim, run_episode
+from celery_durable.store.heartbeats import Heartbeats
 from celery_durable.store.metrics import StoreMetrics, read_metrics
 from celery_durable.store.migrate import upgrade_schema
 from celery_durable.store.outbox_acks import OutboxAcks
@@ -69,6 +70,7 @@ from celery_durable.store.retention import (
     ended_statuses,
     settled_redispatches,
 )
+from celery_durable.store.rewind import MessagesFor, RewindOutcome, rewind_instance
 from celery_durable.store.schedules import ScheduleStore
 from celery_durable.store.schema import (
     history,
@@ -151,6 +153,8 @@ class Store:
         #: the schedules (store/schedules.py)
         self.schedules = ScheduleStore(self)
         self.entities = EntityStore(self)  # durable entities (store/entities.py)
+        #: activities' heartbeats (store/heartbeats.py)
+        self.heartbeats = Heartbeats(self)
 
     def __repr__(self) -> str:
         return f"Store({masked_url(self.url)!r})"
@@ -569,6 +573,12 @@ class Store:
         three indexed statements)."""
         with self._read() as conn:
             return read_metrics(conn, at or now())
+
+    def rewind(self, instance_id: str, reason: str | None, at: datetime,
+               messages_for: MessagesFor) -> RewindOutcome:
+        """Rewind a FAILED instance and its failed sub-orchestrations (see store/rewind.py)."""
+        with self._write() as conn:
+            return rewind_instance(conn, self.dialect, instance_id, reason, at, messages_for)
 
     def forget_wakeups(self, instance_ids: Sequence[str]) -> None:
         """Release the wake-up claims of these instances (`recover`: the broker may have lost

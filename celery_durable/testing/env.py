@@ -325,8 +325,9 @@ class DurableTestEnv(DurableClient):
         super().signal_entity(entity_id, operation_name, input=input, signal_time=signal_time)
         self.run_until_idle()
 
-    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
-        super().suspend_orchestration(instance_id, reason=reason)
+    def suspend_orchestration(self, instance_id: str, *, reason: str | None = None,
+                              cancel_running: bool = False) -> None:
+        super().suspend_orchestration(instance_id, reason=reason, cancel_running=cancel_running)
         self.run_until_idle()
 
     def resume_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
@@ -334,8 +335,20 @@ class DurableTestEnv(DurableClient):
         self.run_until_idle()
 
     def terminate_orchestration(self, instance_id: str, *, output: Any = None,
-                                recursive: bool = True) -> None:
-        super().terminate_orchestration(instance_id, output=output, recursive=recursive)
+                                recursive: bool = True, cancel_running: bool = False) -> None:
+        super().terminate_orchestration(instance_id, output=output, recursive=recursive,
+                                        cancel_running=cancel_running)
+        self.run_until_idle()
+
+    def restart_orchestration(self, instance_id: str, *,
+                              restart_with_new_instance_id: bool = False) -> str:
+        new_id = super().restart_orchestration(
+            instance_id, restart_with_new_instance_id=restart_with_new_instance_id)
+        self.run_until_idle()
+        return new_id
+
+    def rewind_orchestration(self, instance_id: str, *, reason: str | None = None) -> None:
+        super().rewind_orchestration(instance_id, reason=reason)
         self.run_until_idle()
 
     def wait_for_orchestration_start(self, instance_id: str, *,

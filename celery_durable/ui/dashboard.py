@@ -224,7 +224,8 @@ class Dashboard:
         return {"message": f"Raised {name.strip()!r} to {instance_id}."}
 
     def suspend(self, instance_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        self.client.suspend_orchestration(instance_id, reason=_reason(body))
+        self.client.suspend_orchestration(instance_id, reason=_reason(body),
+                                          cancel_running=_flag(body, "cancel_running", False))
         return {"message": f"Asked {instance_id} to suspend."}
 
     def resume(self, instance_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -232,11 +233,10 @@ class Dashboard:
         return {"message": f"Asked {instance_id} to resume."}
 
     def terminate(self, instance_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        recursive = body.get("recursive", True)
-        if not isinstance(recursive, bool):
-            raise BadRequest(f"recursive must be true or false, got {recursive!r}")
+        recursive = _flag(body, "recursive", True)
         self.client.terminate_orchestration(instance_id, output=body.get("output"),
-                                            recursive=recursive)
+                                            recursive=recursive,
+                                            cancel_running=_flag(body, "cancel_running", False))
         return {"message": f"Asked {instance_id} to terminate"
                            + (" (and its sub-orchestrations)." if recursive else ".")}
 
@@ -248,6 +248,25 @@ class Dashboard:
         return {"message": f"Purged {count} instance(s).", "purged": count}
 
 
+    def restart(self, instance_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        target = self.client.restart_orchestration(
+            instance_id, restart_with_new_instance_id=_flag(body, "new_id", False))
+        text = f"Restarted {instance_id}." if target == instance_id else \
+            f"Restarted {instance_id} as {target}."
+        return {"message": text, "instance_id": target}
+
+    def rewind(self, instance_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.client.rewind_orchestration(instance_id, reason=_reason(body))
+        return {"message": f"Rewound {instance_id}; it runs again from its failures."}
+
+
+def _flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def _reason(body: Mapping[str, Any]) -> str | None:
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
@@ -256,7 +275,7 @@ def _reason(body: Mapping[str, Any]) -> str | None:
 
 
 #: what each action is called in the API path (POST /api/instances/<id>/<action>)
-ACTIONS = ("events", "suspend", "resume", "terminate", "purge")
+ACTIONS = ("events", "suspend", "resume", "terminate", "purge", "restart", "rewind")
 
 
 def run_action(dashboard: Dashboard, action: str, instance_id: str,
@@ -264,6 +283,7 @@ def run_action(dashboard: Dashboard, action: str, instance_id: str,
     """Run ``action`` (one of `ACTIONS`) on the instance with the request's JSON ``body``."""
     methods = {"events": dashboard.raise_event, "suspend": dashboard.suspend,
                "resume": dashboard.resume, "terminate": dashboard.terminate,
-               "purge": dashboard.purge}
+               "purge": dashboard.purge, "restart": dashboard.restart,
+               "rewind": dashboard.rewind}
     check_instance_id(instance_id)
     return methods[action](instance_id, body)

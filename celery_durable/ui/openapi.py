@@ -192,13 +192,19 @@ def openapi_document(prefix: str = "") -> dict[str, Any]:
             "name": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
             "data": _ANY}),
         instance + "/suspend": _action("Suspend the instance.", {
-            "reason": {"type": "string", "nullable": True}}),
+            "reason": {"type": "string", "nullable": True},
+            "cancel_running": {"type": "boolean"}}),
         instance + "/resume": _action("Resume the suspended instance.", {
             "reason": {"type": "string", "nullable": True}}),
         instance + "/terminate": _action("Terminate the instance (and its children).", {
-            "output": _ANY, "recursive": {"type": "boolean"}}),
+            "output": _ANY, "recursive": {"type": "boolean"},
+            "cancel_running": {"type": "boolean"}}),
         instance + "/purge": _action("Delete the ended instance and its history.", {
             "recursive": {"type": "boolean"}}),
+        instance + "/restart": _action("Run the orchestration again from the beginning.", {
+            "new_id": {"type": "boolean"}}),
+        instance + "/rewind": _action("Run the failed instance again from its failures.", {
+            "reason": {"type": "string", "nullable": True}}),
     }
     return {
         "openapi": "3.0.3",

@@ -51,6 +51,7 @@ def _everything(ctx: OrchestrationContext, n: int) -> Any:
     yield ctx.wait_for_external_event("go")
     if n == 0:
         ctx.continue_as_new(1)
+    ctx.send_event("other", "hello", data=n)
     yield ctx.wait_for_external_event("never")
 
 
@@ -68,7 +69,11 @@ def _all_kinds_histories() -> list[list[HistoryEvent]]:
             d.run(event)
         return d.history
 
-    return [run(0), run(1, terminate({"bye": 1}))]
+    ended = run(1, terminate({"bye": 1}))
+    # a rewound history: what came before the first failure, then the rewind's record
+    cut = next(i for i, e in enumerate(ended) if e.kind == h.TASK_FAILED)
+    rewound = [*ended[:cut], h.execution_rewound(T0, "why", "e1", [], 3).with_seq(cut)]
+    return [run(0), ended, rewound]
 
 
 def test_histories_cover_every_kind_and_round_trip_through_json_text() -> None:

@@ -45,7 +45,9 @@ class Worker:
         env = {**os.environ, "VERSIONED_BROKER": BROKER, "VERSIONED_STORE": upgrade.store_url,
                "VERSIONED_QUEUE": upgrade.queue, "WORKER_VERSION": version,
                "WORKER_MATCH": match, "WORKER_FAILURE": failure, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
+               # the inherited PYTHONPATH too: the workers must run the package under test
+               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent),
+                                              *filter(None, [os.environ.get("PYTHONPATH")])]),
                **({"WORKER_WITHOUT_CODE": "1"} if without_code else {})}
         command = [sys.executable, "-m", "celery", "-A", "versioned_worker", "worker",
                    "--pool", "threads", "--concurrency", "2", "-Q", ",".join(queues),

@@ -19,6 +19,8 @@ const ACTION_TEXT = {
   resume: ["Resume", "Resume this suspended instance?"],
   terminate: ["Terminate", "Terminate this instance now? This cannot be undone."],
   purge: ["Purge", "Delete this ended instance and its history? This cannot be undone."],
+  rewind: ["Rewind", "Run this failed instance again from its failures? What succeeded is not run again."],
+  restart: ["Restart", "Run this orchestration again from the beginning with its input? An ended instance keeps its id and its history is replaced; a running one is restarted under a new id."],
 };
 
 function json(value) {
@@ -67,7 +69,9 @@ function renderInstance(inst) {
   const ended = ["COMPLETED", "FAILED", "TERMINATED"].includes(inst.status);
   for (const button of document.querySelectorAll("#actions button")) {
     const action = button.dataset.action;
-    button.disabled = action === "purge" ? !ended : ended;
+    if (action === "restart") button.disabled = false;
+    else if (action === "rewind") button.disabled = inst.status !== "FAILED";
+    else button.disabled = action === "purge" ? !ended : ended;
   }
 }
 
@@ -152,7 +156,14 @@ function actionBody(action) {
   if (action === "events") {
     return { name: document.getElementById("d-name").value.trim(), data: parseJson("d-data", "Data") };
   }
-  if (action === "terminate") return { output: parseJson("d-output", "Output"), recursive };
+  if (action === "terminate") {
+    return { output: parseJson("d-output", "Output"), recursive,
+             cancel_running: document.getElementById("d-cancel-running").checked };
+  }
+  if (action === "restart") return { new_id: document.getElementById("d-new-id").checked };
+  if (action === "suspend") {
+    return { reason, cancel_running: document.getElementById("d-cancel-running").checked };
+  }
   if (action === "purge") return { recursive };
   return { reason };
 }
