@@ -5,7 +5,6 @@ accept pickle (9). No worker: instances stay PENDING, the store is dumped around
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import edge_workflows as ew
 import pytest
 import sqlalchemy as sa
-from celery import Celery
+from celery import Celery, _state
 from celery.bin.base import CLIContext
 from click.testing import CliRunner
 from edge_cluster import dump
@@ -185,10 +184,15 @@ def test_a_worker_that_accepts_pickle_warns_at_start(
     app = Celery("pickled", broker="memory://", set_as_current=False)
     app.conf.update(settings)
     Durable(app, store_url=f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    with caplog.at_level(logging.WARNING, logger="celery_durable.security"), \
-            contextlib.ExitStack():
-        app.WorkController(pool_cls="solo", concurrency=1, without_heartbeat=True,
-                           without_mingle=True, without_gossip=True)
+    # building a worker sets process-wide state (result.get() then refuses to block, as in a
+    # task): restored afterwards, so that later tests in this process are not run "in a task"
+    join_will_block = _state.task_join_will_block()
+    try:
+        with caplog.at_level(logging.WARNING, logger="celery_durable.security"):
+            app.WorkController(pool_cls="solo", concurrency=1, without_heartbeat=True,
+                               without_mingle=True, without_gossip=True)
+    finally:
+        _state._set_task_join_will_block(join_will_block)
     messages = [r.getMessage() for r in caplog.records if r.name == "celery_durable.security"]
     if warned is None:
         assert messages == []
