@@ -11,12 +11,15 @@ from celery_durable.engine.history import utc
 
 @dataclass(frozen=True)
 class ScheduleActivity:
-    """Run activity ``name`` with ``input``; report its result as task ``task_id``."""
+    """Run activity ``name`` with ``input``; report its result as task ``task_id``. A
+    ``local`` one (``ctx.call_local_activity``) is run by the episode itself, before it
+    commits."""
 
     task_id: int
     name: str
     input: Any
     attempt: int = 1
+    local: bool = False
 
 
 @dataclass(frozen=True)

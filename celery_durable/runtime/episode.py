@@ -30,7 +30,7 @@ from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
-from celery_durable.runtime import limits, messages
+from celery_durable.runtime import limits, local_activities, messages
 from celery_durable.runtime.cache import StateCache
 from celery_durable.store import (
     Episode,
@@ -254,6 +254,10 @@ class EpisodeRunner:
             state.replay(history)
         self.events_processed += len(current)
         result = state.run([row.event for row in current], now)
+        if any(map(local_activities.is_local, result.actions)):
+            local = local_activities.run_local_activities(
+                self.durable, inst.instance_id, inst.execution_id, state, result, now)
+            result, now = local.result, local.now
         plan = self._plan_result(inst, state, result, consumed, now)
         plan.started = state.started
         limits.after_commit_plan(self.durable, ep, definition, plan.commit, admitted, now)
@@ -320,6 +324,8 @@ class EpisodeRunner:
             except UnknownNameError as exc:
                 self._fail_task(inst, execution_id, action.task_id, exc, commit, now)
                 return
+            if action.local:  # over the batch's bounds: the next batch runs where it lands
+                queue = self.durable.episode_queue(inst.name)
             commit.outbox.append(messages.activity_message(iid, execution_id, action, queue,
                                                              inst.name))
         elif isinstance(action, ScheduleTask):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+
+from celery_durable.runtime.local_bounds import LocalBounds, bounds_from_conf
 
 DEFAULT_STORE_URL = "sqlite:///celery_durable.sqlite3"
 #: the default of ``durable_max_payload_bytes``: 4 MiB
@@ -43,6 +45,8 @@ class DurableSettings:
     retention: timedelta | None = None
     #: workers report their episodes for the metrics (None: when they send events, ``-E``)
     worker_metrics: bool | None = None
+    #: bounds on the local activities one episode runs before its commit
+    local_activities: LocalBounds = field(default_factory=LocalBounds)
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -70,6 +74,7 @@ class DurableSettings:
             client_episodes=bool(get("client_episodes", defaults.client_episodes)),
             retention=_retention(conf.get("durable_retention")),
             worker_metrics=get("worker_metrics", None),
+            local_activities=bounds_from_conf(conf),
         )
 
 
