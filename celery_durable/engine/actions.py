@@ -90,6 +90,12 @@ def action_from_json(data: dict[str, Any]) -> Action:
     return action
 
 
+def is_local_event(kind: str, data: Any) -> bool:
+    """Whether a ``TaskScheduled`` event (its ``kind`` and ``data``) records a local activity
+    (``ctx.call_local_activity``: run in the episode's process, no Celery task)."""
+    return kind == "TaskScheduled" and isinstance(data, dict) and bool(data.get("local"))
+
+
 def scheduled_task_of(task_id: int, name: str, data: Any) -> ScheduleTask | None:
     """The `ScheduleTask` a ``TaskScheduled`` event of ``ctx.call_task`` records (its data has
     ``celery_task: true``), or None for an activity's."""

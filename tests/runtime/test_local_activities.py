@@ -159,3 +159,31 @@ def test_bounds_settings_are_checked() -> None:
     bad.conf.durable_local_activity_batch = 0
     with pytest.raises(ValueError, match="durable_local_activity_batch must be a positive int"):
         Durable(bad, store_url="sqlite://").settings  # noqa: B018
+
+
+def test_timeline_dashboard_and_cli_mark_them_local(env: DurableTestEnv) -> None:
+    from celery.bin.base import CLIContext
+    from click.testing import CliRunner
+
+    from celery_durable.cli import durable as durable_group
+    from celery_durable.ui.dashboard import event_json
+    from celery_durable.ui.timeline import build_timeline
+
+    iid = env.schedule_new_orchestration(mixed)
+    env.wait_for_orchestration_completion(iid)
+    record = env.durable.store.get_instance(iid)
+    assert record is not None
+    history = _history(env, iid)
+    bars = build_timeline(iid, record.execution_id, history, env.now).bars
+    activities = [(bar.label, bar.celery_task_id is None) for bar in bars
+                  if bar.kind == "activity"]
+    assert activities == [("local.add", False), ("local.add (local)", True)]
+    links = [event_json(iid, record.execution_id, e)["celery_task_id"] for e in history
+             if e.kind == h.TASK_SCHEDULED]
+    assert links[0] is not None and links[1] is None  # no Celery task ran the local one
+    result = CliRunner().invoke(durable_group, ["history", iid],
+                                obj=CLIContext(app=env.app, no_color=True, workdir=None))
+    assert result.exit_code == 0, result.output
+    names = [line.split()[3] + (" (local)" if "(local)" in line else "")
+             for line in result.stdout.splitlines() if "TaskScheduled" in line]
+    assert names == ["local.add", "local.add (local)"]
