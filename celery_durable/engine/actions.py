@@ -76,6 +76,8 @@ def action_to_json(action: Action) -> dict[str, Any]:
     data = asdict(action)
     if isinstance(action, CreateTimer):
         data["fire_at"] = action.fire_at.isoformat()
+    elif isinstance(action, ScheduleActivity) and not action.local:
+        del data["local"]  # the form of the activities that came before local ones
     return {"type": type(action).__name__, **data}
 
 

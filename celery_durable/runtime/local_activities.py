@@ -37,7 +37,6 @@ from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.errors import UnknownNameError
 from celery_durable.payload import from_json, input_annotation, to_json
-from celery_durable.runtime.local_bounds import LocalBounds
 from celery_durable.runtime.messages import activity_task_id
 
 if TYPE_CHECKING:
@@ -67,7 +66,9 @@ def run_local_activities(durable: Durable, instance_id: str, execution_id: str,
     """Run the local activities ``result`` asks for (and those they lead to), within the
     bounds of ``durable.settings``, feeding each outcome back to ``state``; the returned
     result covers the whole batch. Actions left over stay in it for the runner to plan."""
-    bounds: LocalBounds = durable.settings.local_activities
+    settings = durable.settings
+    batch, seconds = settings.local_activity_batch, settings.local_activity_batch_seconds
+    retry_wait = settings.local_activity_retry_wait_seconds
     run = LocalRun(result, now)
     started = clock()
 
@@ -77,10 +78,10 @@ def run_local_activities(durable: Durable, instance_id: str, execution_id: str,
         events: list[h.HistoryEvent] = []
         handled: set[int] = set()
         for action in run.result.actions:
-            if clock() - started >= bounds.seconds:
+            if clock() - started >= seconds:
                 break
             if is_local(action):
-                if run.ran >= bounds.batch:
+                if run.ran >= batch:
                     break
                 assert isinstance(action, ScheduleActivity)
                 events.append(_run_one(durable, instance_id, execution_id, action, wall))
@@ -89,8 +90,8 @@ def run_local_activities(durable: Durable, instance_id: str, execution_id: str,
             elif isinstance(action, CreateTimer) and \
                     state.retries_local_activity(action.task_id):
                 delay = (action.fire_at - wall()).total_seconds()
-                left = bounds.seconds - (clock() - started)
-                if delay > min(bounds.retry_wait, left):
+                left = seconds - (clock() - started)
+                if delay > min(retry_wait, left):
                     continue  # a durable timer, committed with the episode
                 if delay > 0:
                     time.sleep(delay)  # a retry delay of the policy, bounded above

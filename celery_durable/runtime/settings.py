@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from celery_durable.runtime.local_bounds import LocalBounds, bounds_from_conf
+from celery_durable.runtime.local_bounds import batch_bound, seconds_bound
 
 DEFAULT_STORE_URL = "sqlite:///celery_durable.sqlite3"
 #: the default of ``durable_max_payload_bytes``: 4 MiB
@@ -45,8 +45,12 @@ class DurableSettings:
     retention: timedelta | None = None
     #: workers report their episodes for the metrics (None: when they send events, ``-E``)
     worker_metrics: bool | None = None
-    #: bounds on the local activities one episode runs before its commit
-    local_activities: LocalBounds = field(default_factory=LocalBounds)
+    #: local activities one episode runs before its commit, at most
+    local_activity_batch: int = 20
+    #: no local activity starts once the episode's batch has run this many seconds
+    local_activity_batch_seconds: float = 2.0
+    #: a local activity's retry delay up to this (within the batch's bound) is waited in-process
+    local_activity_retry_wait_seconds: float = 1.0
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -74,7 +78,15 @@ class DurableSettings:
             client_episodes=bool(get("client_episodes", defaults.client_episodes)),
             retention=_retention(conf.get("durable_retention")),
             worker_metrics=get("worker_metrics", None),
-            local_activities=bounds_from_conf(conf),
+            local_activity_batch=batch_bound(get("local_activity_batch",
+                                                 defaults.local_activity_batch)),
+            local_activity_batch_seconds=seconds_bound(
+                "local_activity_batch_seconds",
+                get("local_activity_batch_seconds", defaults.local_activity_batch_seconds)),
+            local_activity_retry_wait_seconds=seconds_bound(
+                "local_activity_retry_wait_seconds",
+                get("local_activity_retry_wait_seconds",
+                    defaults.local_activity_retry_wait_seconds)),
         )
 
 

@@ -50,7 +50,7 @@ def test_a_batch_of_local_activities_costs_one_episode(durable: Durable) -> None
 
 
 def test_past_the_batch_bound_each_batch_is_one_step(durable: Durable) -> None:
-    batch = durable.settings.local_activities.batch
+    batch = durable.settings.local_activity_batch
     n = 3 * batch
     with InProcessWorker(durable).running() as worker:
         iid = durable.client.schedule_new_orchestration(local_sequence, input=n)
