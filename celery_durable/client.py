@@ -35,6 +35,7 @@ from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
 from celery_durable.runtime.retention import purge_by
 from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
+from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.state import OrchestrationState, Page
 from celery_durable.store import InboxItem, InstanceRecord, NewInstance, Store, WakeupClaim
 from celery_durable.store.records import START_TIMER_ID
@@ -135,7 +136,7 @@ class DurableClient(ScheduleMethods):
             if self.store.mark_timers_dispatched([key], now):
                 messages.publish(self.durable.app, [messages.timer_message(
                     instance_id, record.execution_id, START_TIMER_ID, record.start_at,
-                    self.durable.settings.episode_queue)])
+                    timer_queue(self.durable))])
 
     # -- reading -----------------------------------------------------------------------------
     def get_orchestration_state(self, instance_id: str) -> OrchestrationState | None:

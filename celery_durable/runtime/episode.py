@@ -32,6 +32,7 @@ from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
 from celery_durable.runtime import limits, local_activities, messages
 from celery_durable.runtime.cache import StateCache
+from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.store import (
     Episode,
     EpisodeCommit,
@@ -343,7 +344,7 @@ class EpisodeRunner:
             if near:
                 commit.outbox.append(messages.timer_message(
                     iid, execution_id, action.task_id, action.fire_at,
-                    self.durable.settings.episode_queue))
+                    timer_queue(self.durable)))
         elif isinstance(action, ScheduleSubOrchestration):
             # the child may be an orchestrator this worker does not import (called by name):
             # the worker that runs the child's episode decides, as for any instance

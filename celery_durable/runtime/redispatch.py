@@ -30,6 +30,7 @@ from celery_durable.engine.actions import ScheduleActivity, scheduled_task_of
 from celery_durable.engine.history import utc
 from celery_durable.errors import UnknownNameError
 from celery_durable.runtime import messages, queued
+from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.store.overdue import OverdueTask
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
     if task.is_timer:
         message = messages.timer_message(task.instance_id, task.execution_id, task.task_id,
                                          utc(datetime.fromisoformat(data["fire_at"])),
-                                         durable.settings.episode_queue)
+                                         timer_queue(durable))
         message["options"]["headers"] = {}
     elif (call := scheduled_task_of(task.task_id, task.name or "", data)) is not None:
         # a ctx.call_task: the same message, task id, link and link_error

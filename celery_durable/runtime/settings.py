@@ -32,6 +32,9 @@ class DurableSettings:
     state_cache_size: int = 1000
     #: queue of orchestration episodes (None: the app's default queue)
     episode_queue: str | None = None
+    #: queue of timer messages (None: the episode queue's name + ".timers"; consumed by every
+    #: worker that consumes an episode queue, see `runtime.timer_queue`)
+    timer_queue: str | None = None
     #: run the sweeper inside every worker (a bootstep)
     sweeper_enabled: bool = True
     #: largest JSON (in bytes) of one payload: the client refuses larger inputs and event data,
@@ -72,6 +75,7 @@ class DurableSettings:
                                               defaults.activity_redispatch_after),
             state_cache_size=int(get("state_cache_size", defaults.state_cache_size)),
             episode_queue=get("episode_queue", None),
+            timer_queue=get("timer_queue", None),
             sweeper_enabled=bool(get("sweeper_enabled", True)),
             max_payload_bytes=_positive_int("durable_max_payload_bytes",
                                             get("max_payload_bytes", defaults.max_payload_bytes)),

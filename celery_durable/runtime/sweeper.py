@@ -21,6 +21,7 @@ from celery import bootsteps
 from celery_durable.runtime import limits, messages, schedules
 from celery_durable.runtime.redispatch import redispatch
 from celery_durable.runtime.retention import sweep_retention
+from celery_durable.runtime.timer_queue import timer_queue
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -48,7 +49,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
     if due:
         claimed = set(store.mark_timers_dispatched([t.key for t in due], now))
         msgs = [messages.timer_message(t.instance_id, t.execution_id, t.task_id, t.fire_at,
-                                       settings.episode_queue)
+                                       timer_queue(durable))
                 for t in due if t.key in claimed]
         messages.publish(durable.app, msgs)
         report.timers = len(msgs)
