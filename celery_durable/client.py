@@ -35,6 +35,7 @@ from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
 from celery_durable.runtime.retention import purge_by
 from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
+from celery_durable.runtime.start_queue import start_message
 from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.state import OrchestrationState, Page
 from celery_durable.store import InboxItem, InstanceRecord, NewInstance, Store, WakeupClaim
@@ -128,8 +129,7 @@ class DurableClient(ScheduleMethods):
             if self.durable.settings.client_episodes:
                 self._episode_here(instance_id, name)
             else:
-                messages.publish(self.durable.app,
-                                 [self.durable.episode_message(instance_id, name)])
+                messages.publish(self.durable.app, [start_message(self.durable, instance_id, name)])
         elif record.start_at - now <= self.durable.settings.timer_horizon:
             # claim the start timer (so the sweeper does not send it too) and send it as ETA
             key = (instance_id, record.execution_id, START_TIMER_ID)

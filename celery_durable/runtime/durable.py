@@ -34,6 +34,7 @@ from celery_durable.runtime.censor import hide_store_url_in_reports
 from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.pickle_warning import PickleWarningStep
 from celery_durable.runtime.settings import DurableSettings
+from celery_durable.runtime.start_queue import StartQueueStep
 from celery_durable.runtime.sweeper import SweeperStep, sweep
 from celery_durable.runtime.timer_queue import TimerQueueStep
 from celery_durable.store import InboxItem, Store, WakeupClaim
@@ -91,6 +92,7 @@ class Durable:
         app.steps["worker"].add(SweeperStep)
         app.steps["worker"].add(VersionQueuesStep)
         app.steps["worker"].add(TimerQueueStep)
+        app.steps["worker"].add(StartQueueStep)
         app.steps["worker"].add(PickleWarningStep)
         app.steps["worker"].add(EpisodeMetricsStep)  # (celery_durable.metrics.worker)
         _by_app[app] = self

@@ -1,5 +1,6 @@
-"""Timers on a queue of their own (`runtime.timer_queue`), with a real ``celery worker``
-(PostgreSQL + Redis): a backlog of starts on the episode queue does not delay a due timer.
+"""Timers and starts on queues of their own (`runtime.timer_queue`, `runtime.start_queue`),
+with a real ``celery worker`` (PostgreSQL + Redis): a backlog of starts delays neither a due
+timer nor the events and activity completions of a running instance.
 
 The worker runs one episode at a time (``--concurrency 1``, prefetch 1) and is started with
 ``-Q <episode queue>`` only: its bootstep adds the timer queue. 150 starts whose first episode
@@ -61,8 +62,10 @@ def setup(tmp_path: Path) -> Iterator[tuple[Durable, Durable, WorkerProcess]]:
             delete_queue(BROKER, timer_queue(durable))
 
 
-def test_a_backlog_of_starts_does_not_delay_a_due_timer(
+def test_a_backlog_of_activities_does_not_delay_a_due_timer(
         setup: tuple[Durable, Durable, WorkerProcess]) -> None:
+    """150 activities of 50 ms on the default queue, then a 1-second timer created behind
+    them: it fires on time while the activities still run."""
     durable, here, worker = setup
     client = durable.client
     with logs_on_failure([worker]):
@@ -72,23 +75,48 @@ def test_a_backlog_of_starts_does_not_delay_a_due_timer(
                    time.monotonic() + 60, [worker])
         wait_until(f"{iid} waits for its event",
                    lambda: client.get_orchestration_state(iid).runtime_status
-                   is OrchestrationStatus.RUNNING,
-                   time.monotonic() + 60, [worker])
-        starts = [client.schedule_new_orchestration(tq.slow_start) for _ in range(BACKLOG)]
+                   is OrchestrationStatus.RUNNING, time.monotonic() + 60, [worker])
+        backlog = client.schedule_new_orchestration(tq.busy, input=BACKLOG)
+        wait_until(f"{backlog} sent its activities",
+                   lambda: client.get_orchestration_state(backlog).runtime_status
+                   is OrchestrationStatus.RUNNING, time.monotonic() + 60, [worker])
         here.client.raise_orchestration_event(iid, "go")  # the timer is created now, after them
         created = next(e for e in client.get_orchestration_history(iid)
                        if e.kind == "TimerCreated")
         fire_at = datetime.fromisoformat(created.data["fire_at"])
         state = wait_until(f"{iid} completed", lambda: _ended(durable, iid),
                            time.monotonic() + 60, [worker], interval=0.05)
+        backlog_ended = _ended(durable, backlog)
         fired = next(e for e in client.get_orchestration_history(iid)
                      if e.kind == "TimerFired")
-        done = sum(_ended(durable, s) is not None for s in starts)
     assert state.runtime_status is OrchestrationStatus.COMPLETED, state.failure_details
     assert fired.timestamp - fire_at < LATENESS, (fired.timestamp, fire_at)
-    assert done < BACKLOG / 2, f"{done} of {BACKLOG} starts had run: no backlog to overtake"
+    assert backlog_ended is None, "the activities had all run: no backlog to overtake"
 
 
 def _ended(durable: Durable, instance_id: str) -> object:
     state = durable.client.get_orchestration_state(instance_id)
     return state if state is not None and state.runtime_status.is_terminal else None
+
+
+def test_a_backlog_of_starts_does_not_hold_up_a_running_instance(
+        setup: tuple[Durable, Durable, WorkerProcess]) -> None:
+    """The event's episode and both activities (each completion's episode inline) go ahead
+    of the 150 starts sent before them: their first episodes wait on the starts queue."""
+    durable, _, worker = setup
+    client = durable.client
+    with logs_on_failure([worker]):
+        iid = client.schedule_new_orchestration(tq.stepper)
+        wait_until(f"{iid} waits for its event",
+                   lambda: client.get_orchestration_state(iid).runtime_status
+                   is OrchestrationStatus.RUNNING, time.monotonic() + 60, [worker])
+        starts = [client.schedule_new_orchestration(tq.slow_start) for _ in range(BACKLOG)]
+        client.raise_orchestration_event(iid, "go")  # a worker runs its episode
+        state = wait_until(f"{iid} completed", lambda: _ended(durable, iid),
+                           time.monotonic() + 60, [worker], interval=0.05)
+        done = sum(_ended(durable, s) is not None for s in starts)
+        wait_until("the backlog ran", lambda: all(_ended(durable, s) for s in starts),
+                   time.monotonic() + 60, [worker], interval=0.2)
+    assert state.runtime_status is OrchestrationStatus.COMPLETED, state.failure_details
+    assert state.output == 2
+    assert done < BACKLOG / 2, f"{done} of {BACKLOG} starts had run before the instance ended"
