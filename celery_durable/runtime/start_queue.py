@@ -36,6 +36,19 @@ def start_message(durable: Durable, instance_id: str, orchestrator: str) -> mess
                                     durable.episode_queue(orchestrator) + SUFFIX)
 
 
+def wake(durable: Durable, instance_id: str) -> None:
+    """Send an instance's wake-up (the sweeper's, for a stranded inbox): on its starts queue
+    while it has not started, so that a long backlog of starts stays behind running instances
+    when the sweeper takes its late ones for lost."""
+    record = durable.store.get_instance(instance_id)
+    if record is None:
+        return
+    if record.history_len == 0:
+        messages.publish(durable.app, [start_message(durable, instance_id, record.name)])
+    else:
+        durable.wake(instance_id, record.name)
+
+
 class StartQueueStep(bootsteps.Step):
     """Worker bootstep: a worker that consumes an episode queue also consumes its starts queue
     (see the module docstring), whatever its ``-Q``."""

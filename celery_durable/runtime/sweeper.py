@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
-from celery_durable.runtime import limits, messages, schedules
+from celery_durable.runtime import limits, messages, schedules, start_queue
 from celery_durable.runtime.redispatch import redispatch
 from celery_durable.runtime.retention import sweep_retention
 from celery_durable.runtime.timer_queue import timer_queue
@@ -69,7 +69,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
         # that the next sweeps leave this one alone while it is on its way
         store.forget_wakeups([instance_id])
         if store.request_wakeup(instance_id):
-            durable.wake(instance_id)
+            start_queue.wake(durable, instance_id)
             report.woken += 1
     report.woken += limits.wake_stalled(durable, now)
     report.redispatched = redispatch(durable, now)

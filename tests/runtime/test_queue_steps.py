@@ -10,6 +10,7 @@ from celery import Celery
 from celery.signals import before_task_publish
 
 from celery_durable import Durable
+from celery_durable.runtime import start_queue
 from celery_durable.runtime.start_queue import StartQueueStep
 from celery_durable.runtime.timer_queue import TimerQueueStep, timer_queue
 
@@ -61,8 +62,9 @@ def test_a_new_instance_s_first_episode_goes_to_the_starts_queue() -> None:
     try:
         durable.store.create_schema()
         durable.client.schedule_new_orchestration(own, instance_id="a")
+        start_queue.wake(durable, "a")  # the sweeper's, while it has not started
         durable.wake("a")  # what continues it: its episode queue
     finally:
         before_task_publish.disconnect(seen)
-    assert sent == ["orders.starts", "orders"]
+    assert sent == ["orders.starts", "orders.starts", "orders"]
     assert "orders.starts" in _consumed_after_step(durable, ["orders"])
