@@ -219,6 +219,8 @@ class _Plan:
             return
         try:
             queue = self.durable.registry.activity(event.name).queue
+            if data.get("local"):  # a batch's leftover local activity: as its episode sent it
+                queue = self.durable.episode_queue(record.name)
         except UnknownNameError:
             self.report.problems.append(
                 f"activity {event.name!r} (task {event.task_id} of {record.instance_id!r}) is "

@@ -138,9 +138,10 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
     else:
         assert task.name is not None
         action = ScheduleActivity(task.task_id, task.name, data.get("input"), _attempt(task))
+        queue = (durable.episode_queue(task.orchestrator) if data.get("local")  # a batch's
+                 else durable.registry.activity(task.name).queue)  # leftover local activity
         message = messages.activity_message(task.instance_id, task.execution_id, action,
-                                            durable.registry.activity(task.name).queue,
-                                            task.orchestrator)
+                                            queue, task.orchestrator)
     message["options"]["headers"][messages.REDISPATCH_HEADER] = task.redispatched + 1
     return message
 

@@ -187,3 +187,20 @@ def test_timeline_dashboard_and_cli_mark_them_local(env: DurableTestEnv) -> None
     names = [line.split()[3] + (" (local)" if "(local)" in line else "")
              for line in result.stdout.splitlines() if "TaskScheduled" in line]
     assert names == ["local.add", "local.add (local)"]
+
+
+def test_a_leftover_local_activity_is_redispatched_as_its_episode_sent_it() -> None:
+    """A batch's leftover local activity, once overdue, is sent again on its episode queue
+    (as the episode sent it), a remote activity on its activity's queue."""
+    from celery_durable.runtime.redispatch import redispatch_message
+    from celery_durable.store.overdue import OverdueTask
+
+    def overdue(data: dict[str, Any]) -> OverdueTask:
+        return OverdueTask("i", "e", 3, h.TASK_SCHEDULED, "local.add", data, "local.count",
+                           None, 0)
+
+    local = redispatch_message(durable, overdue({"input": [1, 2], "attempt": 1, "local": True}))
+    remote = redispatch_message(durable, overdue({"input": [1, 2], "attempt": 1}))
+    assert local["options"]["queue"] == durable.episode_queue("local.count")
+    assert remote["options"].get("queue") is None  # the activity's (here: the default) queue
+    assert local["args"] == remote["args"] == [[1, 2]]
