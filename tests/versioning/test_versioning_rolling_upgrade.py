@@ -45,7 +45,8 @@ class Worker:
         env = {**os.environ, "VERSIONED_BROKER": BROKER, "VERSIONED_STORE": upgrade.store_url,
                "VERSIONED_QUEUE": upgrade.queue, "WORKER_VERSION": version,
                "WORKER_MATCH": match, "WORKER_FAILURE": failure, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
+               "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)] + (  # and the
+                   [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),  # caller's
                **({"WORKER_WITHOUT_CODE": "1"} if without_code else {})}
         command = [sys.executable, "-m", "celery", "-A", "versioned_worker", "worker",
                    "--pool", "threads", "--concurrency", "2", "-Q", ",".join(queues),
