@@ -16,7 +16,7 @@ connections. Its configuration comes from environment variables that `harness.Cl
 Plain side: ``bench.plain_noop`` (marks when given a token), ``bench.plain_member`` (a chord
 member: keeps its result), ``bench.plain_mark`` (marks the token it is given; a chord callback
 takes its header's results first). Our side: the ``bench.noop`` and ``bench.mark`` activities and
-the orchestrators ``bench.seq``, ``bench.fanout``, ``bench.sleep`` and ``bench.events``.
+the orchestrators ``bench.seq``, ``bench.seq_local`` (local activities), ``bench.fanout``, ``bench.sleep`` and ``bench.events``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,14 @@ def seq(ctx: Any, n: int) -> Any:
     """``n`` no-op activities one after the other."""
     for _ in range(n):
         yield ctx.call_activity(noop)
+    return n
+
+
+@orchestrator(name="bench.seq_local")
+def seq_local(ctx: Any, n: int) -> Any:
+    """``n`` no-op local activities one after the other (run in the episode, no broker hop)."""
+    for _ in range(n):
+        yield ctx.call_local_activity(noop)
     return n
 
 

@@ -7,7 +7,8 @@ target is missed (or could not be measured: a service is down).
 
 Workloads (one module each): seq and embedded (N sequential steps), fanout (N at once, then
 fan-in), many (N orchestrations of 3 steps), timers (N one-second sleeps), events (external
-event to the next activity). One worker subprocess per backend runs both sides; see harness.py.
+event to the next activity); seq (N = 100) and many again with local activities
+(``ctx.call_local_activity``, rows marked "local activities"). One worker subprocess per backend runs both sides; see harness.py.
 events, many and timers run a second time with ``durable_client_episodes`` on the client (rows
 marked "client episodes"): an opt-in setting, so the plain rows are the default's figures.
 """
@@ -65,15 +66,20 @@ def steps(plan: Plan) -> dict[str, list[tuple[str, Callable[[Cluster], list[Row]
     return {
         "redis": [
             ("seq", lambda c: seq.measure(c, plan.seq_ns, plan.seq_reps)),
+            ("seq", lambda c: seq.measure_local(c, [n for n in plan.seq_ns if n <= 100][-1:],
+                                                   plan.seq_reps)),
             ("events", lambda c: events.measure(c, plan.events_rounds)),
             ("many", lambda c: many.measure(c, plan.many_n, plan.many_reps)),
+            ("many", lambda c: many.measure_local(c, plan.many_n, plan.many_reps)),
             ("timers", lambda c: timers.measure(c, plan.timers_n)),
             ("fanout", lambda c: fanout.measure(c, plan.fanout_ns, plan.fanout_reps)),
             ("events", client_episodes(lambda c: events.measure(c, plan.events_rounds))),
             ("many", client_episodes(lambda c: many.measure(c, plan.many_n, plan.many_reps))),
             ("timers", client_episodes(lambda c: timers.measure(c, plan.timers_n))),
         ],
-        "rabbitmq": [("seq", lambda c: seq.measure(c, plan.seq_ns, plan.seq_reps))],
+        "rabbitmq": [("seq", lambda c: seq.measure(c, plan.seq_ns, plan.seq_reps)),
+                     ("seq", lambda c: seq.measure_local(c, [n for n in plan.seq_ns if n <= 100][-1:],
+                                                   plan.seq_reps))],
         "embedded": [("embedded", lambda c: embedded.measure(c, plan.embedded_ns,
                                                              plan.embedded_reps))],
     }

@@ -3,9 +3,12 @@ end. Ours: the ``bench.seq`` orchestrator calling the no-op ``bench.noop`` activ
 end the store's ``completed_at``. Figure: milliseconds per step (median of the repetitions).
 
 Targets: ours at most 1.5x the plain chain per step (2x for the embedded default, see
-``embedded.py``), and ours per step at the largest N within 1.2x of that at the smallest.
+``embedded.py``), and ours per step at the largest N within 1.2x of that at the smallest. The
+"seq, local activities" rows run ``bench.seq_local`` (``ctx.call_local_activity``: the steps
+run inside the episode, a batch of ``durable_local_activity_batch`` per commit): at most 0.5x
+the plain chain per step.
 
-Run alone: ``.venv/bin/python bench/seq.py [N ...]`` (Redis; default N = 100 1000).
+Run alone: ``.venv/bin/python bench/seq.py [--local] [N ...]`` (Redis; default N = 100 1000).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from celery import chain
 from harness import REDIS, Cluster, Row, alternate, counter_delta, log, median
 
 RATIO_LIMIT = 1.5
+LOCAL_RATIO_LIMIT = 0.5
 SCALING_LIMIT = 1.2
 
 
@@ -36,11 +40,12 @@ def plain_chain(cluster: Cluster, n: int) -> float:
     return end - start
 
 
-def orchestration(cluster: Cluster, n: int) -> float:
-    """Seconds for a ``bench.seq`` orchestration of ``n`` steps, scheduling to completed_at."""
+def orchestration(cluster: Cluster, n: int, orchestrator: str = "bench.seq") -> float:
+    """Seconds for a ``bench.seq`` (or ``orchestrator``) orchestration of ``n`` steps,
+    scheduling to completed_at."""
     iid = cluster.marks.token("seq")
     start = time.time()
-    cluster.schedule("bench.seq", n, instance_id=iid)
+    cluster.schedule(orchestrator, n, instance_id=iid)
     ((_, end),) = cluster.wait_completed(iid, 1, 60 + n * 0.2)
     return end - start
 
@@ -62,16 +67,16 @@ def per_step_counters(delta: dict[str, Any], steps: int) -> dict[str, float]:
 
 
 def measure(cluster: Cluster, ns: list[int], reps: int, *, workload: str = "seq",
-            limit: float = RATIO_LIMIT) -> list[Row]:
+            limit: float = RATIO_LIMIT, orchestrator: str = "bench.seq") -> list[Row]:
     rows: list[Row] = []
     ours_ms: dict[int, float] = {}
     for _ in range(2):  # warm-up: connections, pool processes, schema, imports
         plain_chain(cluster, 10)
-        orchestration(cluster, 10)
+        orchestration(cluster, 10, orchestrator)
     for n in ns:
         before = cluster.settled_counters()
         figures = alternate(reps, {"plain": lambda n=n: plain_chain(cluster, n),
-                                   "ours": lambda n=n: orchestration(cluster, n)})
+                                   "ours": lambda n=n: orchestration(cluster, n, orchestrator)})
         delta = counter_delta(cluster.settled_counters(), before)
         plain, ours = (median(figures[s]) * 1000 / n for s in ("plain", "ours"))
         ours_ms[n] = ours
@@ -93,10 +98,18 @@ def measure(cluster: Cluster, ns: list[int], reps: int, *, workload: str = "seq"
     return rows
 
 
+def measure_local(cluster: Cluster, ns: list[int], reps: int) -> list[Row]:
+    """The "seq, local activities" rows: ``bench.seq_local`` against the same plain chain."""
+    return measure(cluster, ns, reps, workload="seq, local activities",
+                   limit=LOCAL_RATIO_LIMIT, orchestrator="bench.seq_local")
+
+
 def main() -> int:
-    ns = [int(a) for a in sys.argv[1:]] or [100, 1000]
+    args = sys.argv[1:]
+    local = "--local" in args
+    ns = [int(a) for a in args if a != "--local"] or [100, 1000]
     with Cluster(REDIS) as cluster:
-        rows = measure(cluster, ns, 3)
+        rows = measure_local(cluster, ns, 3) if local else measure(cluster, ns, 3)
     for row in rows:
         print(row)
     return 0

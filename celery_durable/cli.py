@@ -22,6 +22,7 @@ from celery import Celery
 from celery.bin.base import CeleryCommand, CLIContext, handle_preload_options
 
 from celery_durable.client import check_instance_id
+from celery_durable.engine.actions import is_local_event
 from celery_durable.engine.history import HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import OrchestrationNotFoundError
@@ -293,7 +294,8 @@ def history(ctx: click.Context, instance_id: str, as_json: bool) -> None:
         _echo_json([event.to_json() for event in events])
         return
     _table(["SEQ", "KIND", "TASK ID", "NAME", "TIME (UTC)", "DATA"],
-           [[str(e.seq), e.kind, "-" if e.task_id is None else str(e.task_id), e.name or "-",
+           [[str(e.seq), e.kind, "-" if e.task_id is None else str(e.task_id),
+             (e.name or "-") + (" (local)" if is_local_event(e.kind, e.data) else ""),
              _time(e.timestamp), _summary(e.data)] for e in events])
 
 

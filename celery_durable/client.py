@@ -36,6 +36,8 @@ from celery_durable.payload import from_json, to_json
 from celery_durable.runtime import messages
 from celery_durable.runtime.retention import purge_by
 from celery_durable.runtime.settings import DEFAULT_MAX_PAYLOAD_BYTES
+from celery_durable.runtime.start_queue import start_message
+from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.state import OrchestrationState, Page
 from celery_durable.store import InboxItem, InstanceRecord, NewInstance, Store, WakeupClaim
 from celery_durable.store.records import START_TIMER_ID
@@ -130,15 +132,14 @@ class DurableClient(ScheduleMethods, EntityClient):
             if self.durable.settings.client_episodes:
                 self._episode_here(instance_id, name)
             else:
-                messages.publish(self.durable.app,
-                                 [self.durable.episode_message(instance_id, name)])
+                messages.publish(self.durable.app, [start_message(self.durable, instance_id, name)])
         elif record.start_at - now <= self.durable.settings.timer_horizon:
             # claim the start timer (so the sweeper does not send it too) and send it as ETA
             key = (instance_id, record.execution_id, START_TIMER_ID)
             if self.store.mark_timers_dispatched([key], now):
                 messages.publish(self.durable.app, [messages.timer_message(
                     instance_id, record.execution_id, START_TIMER_ID, record.start_at,
-                    self.durable.settings.episode_queue)])
+                    timer_queue(self.durable))])
 
     # -- reading -----------------------------------------------------------------------------
     def get_orchestration_state(self, instance_id: str) -> OrchestrationState | None:

@@ -11,12 +11,15 @@ from celery_durable.engine.history import utc
 
 @dataclass(frozen=True)
 class ScheduleActivity:
-    """Run activity ``name`` with ``input``; report its result as task ``task_id``."""
+    """Run activity ``name`` with ``input``; report its result as task ``task_id``. A
+    ``local`` one (``ctx.call_local_activity``) is run by the episode itself, before it
+    commits."""
 
     task_id: int
     name: str
     input: Any
     attempt: int = 1
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ def action_to_json(action: Action) -> dict[str, Any]:
     data = asdict(action)
     if isinstance(action, CreateTimer):
         data["fire_at"] = action.fire_at.isoformat()
+    elif isinstance(action, ScheduleActivity) and not action.local:
+        del data["local"]  # the form of the activities that came before local ones
     return {"type": type(action).__name__, **data}
 
 
@@ -140,6 +145,12 @@ def action_from_json(data: dict[str, Any]) -> Action:
         fields["entity_ids"] = tuple(fields["entity_ids"])
     action: Action = cls(**fields)
     return action
+
+
+def is_local_event(kind: str, data: Any) -> bool:
+    """Whether a ``TaskScheduled`` event (its ``kind`` and ``data``) records a local activity
+    (``ctx.call_local_activity``: run in the episode's process, no Celery task)."""
+    return kind == "TaskScheduled" and isinstance(data, dict) and bool(data.get("local"))
 
 
 def scheduled_task_of(task_id: int, name: str, data: Any) -> ScheduleTask | None:

@@ -199,6 +199,20 @@ class OrchestrationContext:
 
         return self._call(make, f"activity {name!r}", retry_policy)
 
+    def call_local_activity(self, activity: Any, *, input: Any = None,
+                            retry_policy: RetryPolicy | None = None) -> Task[Any]:
+        """Run an activity in the episode's process, with no broker hop: the episode runs it
+        before it commits and records its result in the same commit (at least once, like
+        every activity). The task completes with its result (or TaskFailedError)."""
+        name = name_of(activity, "activity")
+        payload = to_json(input, f"input of local activity {name!r}",
+                          limit=self._max_payload_bytes)
+
+        def make(task_id: int, attempt: int) -> Scheduling:
+            return ScheduleActivity(task_id, name, payload, attempt, local=True)
+
+        return self._call(make, f"local activity {name!r}", retry_policy)
+
     def call_task(self, task: Any, *, args: Any = (), kwargs: dict[str, Any] | None = None,
                   retry_policy: RetryPolicy | None = None, **celery_options: Any) -> Task[Any]:
         """Send an existing Celery task (a task object or its name) with its own ``args`` and

@@ -88,7 +88,8 @@ def describe_action(action: Action) -> str:
         what = "lock" if isinstance(action, LockEntities) else "unlock"
         return f"{what} of {', '.join(action.entity_ids)} (task {action.task_id})"
     if isinstance(action, ScheduleActivity):
-        return f"activity {action.name!r} (task {action.task_id})"
+        local = "local " if action.local else ""
+        return f"{local}activity {action.name!r} (task {action.task_id})"
     if isinstance(action, ScheduleTask):
         return f"Celery task {action.name!r} (task {action.task_id})"
     if isinstance(action, ScheduleSubOrchestration):
@@ -154,6 +155,15 @@ class Orchestration:
     @property
     def status(self) -> OrchestrationStatus:
         return self._status
+
+    def retries_local_activity(self, timer_task_id: int) -> bool:
+        """Whether timer ``timer_task_id`` is the wait before another attempt of a local
+        activity (the runtime may wait it out in-process and feed its ``TimerFired``)."""
+        retryable = self.ctx._retry_timers.get(timer_task_id)
+        if retryable is None:
+            return False
+        action = retryable.make_action(-1, retryable.attempt + 1)
+        return isinstance(action, ScheduleActivity) and action.local
 
     def would_resume(self, event: HistoryEvent) -> bool:
         """Whether feeding ``event`` now could let the code go on or schedule anything. False
@@ -512,8 +522,11 @@ class Orchestration:
 
     def _scheduling_event(self, action: Action, now: datetime) -> HistoryEvent:
         if isinstance(action, ScheduleActivity):
+            data = {"input": action.input, "attempt": action.attempt}
+            if action.local:
+                data["local"] = True
             return self._event(h.TASK_SCHEDULED, now, task_id=action.task_id, name=action.name,
-                               data={"input": action.input, "attempt": action.attempt})
+                               data=data)
         if isinstance(action, ScheduleTask):
             return self._event(h.TASK_SCHEDULED, now, task_id=action.task_id, name=action.name,
                                data={"celery_task": True, "args": action.args,

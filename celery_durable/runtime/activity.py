@@ -83,6 +83,8 @@ class ActivityTask(Task):
     """
 
     durable_queue: str | None = None
+    #: the activity this task runs
+    durable_definition: ActivityDef | None = None
 
     def apply_async(self, args: Any = None, kwargs: Any = None, task_id: Any = None,
                     producer: Any = None, link: Any = None, link_error: Any = None,
@@ -113,6 +115,8 @@ def make_activity_task(durable: Durable, definition: ActivityDef) -> Any:
     # orchestrated runs (their messages carry the durable header) take JSON messages only
     options.setdefault("Strategy", STRATEGY)
     options["durable_json_only_header"] = DURABLE_HEADER
+    # what a local activity runs (`runtime.local_activities`): the test harness's mocks too
+    options["durable_definition"] = definition
 
     def run(task: Any, input: Any = None) -> Any:
         header = durable_header(task.request)

@@ -35,7 +35,9 @@ from celery_durable.runtime.entities import EntityRuntime
 from celery_durable.runtime.episode import EpisodeRunner
 from celery_durable.runtime.pickle_warning import PickleWarningStep
 from celery_durable.runtime.settings import DurableSettings
+from celery_durable.runtime.start_queue import StartQueueStep
 from celery_durable.runtime.sweeper import SweeperStep, sweep
+from celery_durable.runtime.timer_queue import TimerQueueStep
 from celery_durable.store import InboxItem, Store, WakeupClaim
 from celery_durable.store.engine import dialect_of, masked_url
 from celery_durable.store.records import START_TIMER_ID, TIMER_KEY, completion_key
@@ -91,6 +93,8 @@ class Durable:
         GLOBAL.subscribe(_WeakAdd(self.registry))
         app.steps["worker"].add(SweeperStep)
         app.steps["worker"].add(VersionQueuesStep)
+        app.steps["worker"].add(TimerQueueStep)
+        app.steps["worker"].add(StartQueueStep)
         app.steps["worker"].add(PickleWarningStep)
         app.steps["worker"].add(EpisodeMetricsStep)  # (celery_durable.metrics.worker)
         _by_app[app] = self

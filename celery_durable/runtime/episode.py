@@ -34,11 +34,12 @@ from celery_durable.engine.executor import EpisodeResult, Orchestration
 from celery_durable.engine.failure import FailureDetails
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import TaskCallError, UnknownNameError, VersionMismatchError
-from celery_durable.runtime import limits, messages
+from celery_durable.runtime import limits, local_activities, messages
 from celery_durable.runtime.cache import StateCache
 from celery_durable.runtime.cancelled import resend_after_resume
 from celery_durable.runtime.entities import plan_entity_action
 from celery_durable.runtime.sent_events import send_event
+from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.store import (
     Episode,
     EpisodeCommit,
@@ -261,6 +262,10 @@ class EpisodeRunner:
             state.replay(history)
         self.events_processed += len(current)
         result = state.run([row.event for row in current], now)
+        if any(map(local_activities.is_local, result.actions)):
+            local = local_activities.run_local_activities(
+                self.durable, inst.instance_id, inst.execution_id, state, result, now)
+            result, now = local.result, local.now
         plan = self._plan_result(inst, state, result, consumed, now)
         resend_after_resume(self.durable, ep, inst, result.new_events, plan.commit)
         plan.started = state.started
@@ -331,6 +336,8 @@ class EpisodeRunner:
             except UnknownNameError as exc:
                 self._fail_task(inst, execution_id, action.task_id, exc, commit, now)
                 return
+            if action.local:  # over the batch's bounds: the next batch runs where it lands
+                queue = self.durable.episode_queue(inst.name)
             commit.outbox.append(messages.activity_message(iid, execution_id, action, queue,
                                                              inst.name))
         elif isinstance(action, ScheduleTask):
@@ -348,7 +355,7 @@ class EpisodeRunner:
             if near:
                 commit.outbox.append(messages.timer_message(
                     iid, execution_id, action.task_id, action.fire_at,
-                    self.durable.settings.episode_queue))
+                    timer_queue(self.durable)))
         elif isinstance(action, ScheduleSubOrchestration):
             # the child may be an orchestrator this worker does not import (called by name):
             # the worker that runs the child's episode decides, as for any instance

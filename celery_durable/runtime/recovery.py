@@ -46,6 +46,7 @@ from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import UnknownNameError
 from celery_durable.payload import loads
 from celery_durable.runtime import messages
+from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.store import InstanceRecord
 from celery_durable.store.engine import READ_ONLY
 from celery_durable.store.records import from_db_time, history_event, to_db_time
@@ -218,6 +219,8 @@ class _Plan:
             return
         try:
             queue = self.durable.registry.activity(event.name).queue
+            if data.get("local"):  # a batch's leftover local activity: as its episode sent it
+                queue = self.durable.episode_queue(record.name)
         except UnknownNameError:
             self.report.problems.append(
                 f"activity {event.name!r} (task {event.task_id} of {record.instance_id!r}) is "
@@ -249,7 +252,7 @@ class _Plan:
                     "it in time), or lengthen durable_timer_horizon and run recover again")
             return
         message = messages.timer_message(record.instance_id, record.execution_id,
-                                         event.task_id, fire_at, settings.episode_queue)
+                                         event.task_id, fire_at, timer_queue(self.durable))
         if row is not None and row.dispatched_at is None:
             self.unclaimed[key] = message
             return

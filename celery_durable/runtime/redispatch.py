@@ -30,6 +30,7 @@ from celery_durable.engine.actions import ScheduleActivity, scheduled_task_of
 from celery_durable.engine.history import utc
 from celery_durable.errors import UnknownNameError
 from celery_durable.runtime import messages, queued
+from celery_durable.runtime.timer_queue import timer_queue
 from celery_durable.store.overdue import OverdueTask
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
     if task.is_timer:
         message = messages.timer_message(task.instance_id, task.execution_id, task.task_id,
                                          utc(datetime.fromisoformat(data["fire_at"])),
-                                         durable.settings.episode_queue)
+                                         timer_queue(durable))
         message["options"]["headers"] = {}
     elif (call := scheduled_task_of(task.task_id, task.name or "", data)) is not None:
         # a ctx.call_task: the same message, task id, link and link_error
@@ -137,9 +138,10 @@ def redispatch_message(durable: Durable, task: OverdueTask) -> messages.Message:
     else:
         assert task.name is not None
         action = ScheduleActivity(task.task_id, task.name, data.get("input"), _attempt(task))
+        queue = (durable.episode_queue(task.orchestrator) if data.get("local")  # a batch's
+                 else durable.registry.activity(task.name).queue)  # leftover local activity
         message = messages.activity_message(task.instance_id, task.execution_id, action,
-                                            durable.registry.activity(task.name).queue,
-                                            task.orchestrator)
+                                            queue, task.orchestrator)
     message["options"]["headers"][messages.REDISPATCH_HEADER] = task.redispatched + 1
     return message
 

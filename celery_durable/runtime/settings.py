@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from celery_durable.runtime.local_bounds import batch_bound, seconds_bound
+
 DEFAULT_STORE_URL = "sqlite:///celery_durable.sqlite3"
 #: the default of ``durable_max_payload_bytes``: 4 MiB
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
@@ -30,6 +32,9 @@ class DurableSettings:
     state_cache_size: int = 1000
     #: queue of orchestration episodes (None: the app's default queue)
     episode_queue: str | None = None
+    #: queue of timer messages (None: the episode queue's name + ".timers"; consumed by every
+    #: worker that consumes an episode queue, see `runtime.timer_queue`)
+    timer_queue: str | None = None
     #: run the sweeper inside every worker (a bootstep)
     sweeper_enabled: bool = True
     #: largest JSON (in bytes) of one payload: the client refuses larger inputs and event data,
@@ -43,6 +48,12 @@ class DurableSettings:
     retention: timedelta | None = None
     #: workers report their episodes for the metrics (None: when they send events, ``-E``)
     worker_metrics: bool | None = None
+    #: local activities one episode runs before its commit, at most
+    local_activity_batch: int = 20
+    #: no local activity starts once the episode's batch has run this many seconds
+    local_activity_batch_seconds: float = 2.0
+    #: a local activity's retry delay up to this (within the batch's bound) is waited in-process
+    local_activity_retry_wait_seconds: float = 1.0
 
     @classmethod
     def from_conf(cls, conf: Any, store_url: str | None = None) -> DurableSettings:
@@ -64,12 +75,22 @@ class DurableSettings:
                                               defaults.activity_redispatch_after),
             state_cache_size=int(get("state_cache_size", defaults.state_cache_size)),
             episode_queue=get("episode_queue", None),
+            timer_queue=get("timer_queue", None),
             sweeper_enabled=bool(get("sweeper_enabled", True)),
             max_payload_bytes=_positive_int("durable_max_payload_bytes",
                                             get("max_payload_bytes", defaults.max_payload_bytes)),
             client_episodes=bool(get("client_episodes", defaults.client_episodes)),
             retention=_retention(conf.get("durable_retention")),
             worker_metrics=get("worker_metrics", None),
+            local_activity_batch=batch_bound(get("local_activity_batch",
+                                                 defaults.local_activity_batch)),
+            local_activity_batch_seconds=seconds_bound(
+                "local_activity_batch_seconds",
+                get("local_activity_batch_seconds", defaults.local_activity_batch_seconds)),
+            local_activity_retry_wait_seconds=seconds_bound(
+                "local_activity_retry_wait_seconds",
+                get("local_activity_retry_wait_seconds",
+                    defaults.local_activity_retry_wait_seconds)),
         )
 
 

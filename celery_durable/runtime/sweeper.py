@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from celery import bootsteps
 
-from celery_durable.runtime import limits, messages, schedules
+from celery_durable.runtime import limits, messages, schedules, start_queue
 from celery_durable.runtime.heartbeats import redispatch_lost
 from celery_durable.runtime.redispatch import redispatch
 from celery_durable.runtime.retention import sweep_retention
+from celery_durable.runtime.timer_queue import timer_queue
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -49,7 +50,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
     if due:
         claimed = set(store.mark_timers_dispatched([t.key for t in due], now))
         msgs = [messages.timer_message(t.instance_id, t.execution_id, t.task_id, t.fire_at,
-                                       settings.episode_queue)
+                                       timer_queue(durable))
                 for t in due if t.key in claimed]
         messages.publish(durable.app, msgs)
         report.timers = len(msgs)
@@ -69,7 +70,7 @@ def sweep(durable: Durable, now: datetime | None = None) -> SweepReport:
         # that the next sweeps leave this one alone while it is on its way
         store.forget_wakeups([instance_id])
         if store.request_wakeup(instance_id):
-            durable.wake(instance_id)
+            start_queue.wake(durable, instance_id)
             report.woken += 1
     report.woken += limits.wake_stalled(durable, now)
     report.woken += durable.entities.sweep(older)

@@ -127,6 +127,9 @@ class DurableTestEnv(DurableClient):
         self.user_app = user.app if user is not None else None
         self.app = _InProcessApp(self._post)
         self.app.conf.update(durable_sweeper_enabled=False, task_ignore_result=True)
+        if user is not None:  # the bounds of local activities are the user's
+            self.app.conf.update({key: value for key, value in user.app.conf.items()
+                                  if key.startswith("durable_local_activity_")})
         versioning = user.versioning if user is not None else VersioningOptions()
         durable = _InProcessDurable(self.app, store_url, versioning, self.clock)
         if user is not None:

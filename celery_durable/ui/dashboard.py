@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celery_durable.cli import instance_json
 from celery_durable.client import _decode_token, _encode_token, check_instance_id
 from celery_durable.engine import history as h
+from celery_durable.engine.actions import is_local_event
 from celery_durable.engine.history import HistoryEvent, utc
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import DurableError, OrchestrationNotFoundError
@@ -110,7 +111,8 @@ def event_json(instance_id: str, execution_id: str, event: HistoryEvent) -> dict
     TaskScheduled (the id Flower shows that activity run under)."""
     data = event.to_json()
     data["celery_task_id"] = None
-    if event.kind == h.TASK_SCHEDULED and event.task_id is not None:
+    if event.kind == h.TASK_SCHEDULED and event.task_id is not None and \
+            not is_local_event(event.kind, event.data):  # a local activity has no Celery task
         attempt = int((event.data or {}).get("attempt") or 1)
         data["celery_task_id"] = activity_task_id(instance_id, execution_id, event.task_id,
                                                   attempt)

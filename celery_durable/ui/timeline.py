@@ -118,6 +118,9 @@ def _scheduled_bar(instance_id: str, execution_id: str, event: HistoryEvent) -> 
     if event.kind == h.TASK_SCHEDULED and event.task_id is not None:
         attempt = int(data.get("attempt") or 1)
         label = str(event.name) + (f" (attempt {attempt})" if attempt > 1 else "")
+        if data.get("local"):  # run in the episode's process: no Celery task to link to
+            return Bar(ACTIVITY, f"{label} (local)", event.timestamp, task_id=event.task_id,
+                       attempt=attempt)
         return Bar(ACTIVITY, label, event.timestamp, task_id=event.task_id, attempt=attempt,
                    celery_task_id=activity_task_id(instance_id, execution_id, event.task_id,
                                                    attempt))

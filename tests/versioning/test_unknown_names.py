@@ -20,6 +20,7 @@ from celery_durable import Durable, OrchestrationStatus, VersioningOptions
 from celery_durable import VersionFailureStrategy as Failure
 from celery_durable.runtime.durable import REJECT_RESENDS
 from celery_durable.runtime.messages import EPISODE_TASK
+from celery_durable.runtime.start_queue import SUFFIX as STARTS
 from celery_durable.runtime.sweeper import sweep
 
 Status = OrchestrationStatus
@@ -52,7 +53,9 @@ def test_a_client_without_the_code_schedules_by_name(cluster: Cluster) -> None:
     state = web.client.get_orchestration_state(instance_id)
     assert (state.name, state.runtime_status) == ("v.approve", Status.PENDING)
     (wake,) = cluster.take_sent()
-    assert (wake.queue, wake.task, wake.args) == (QUEUE, EPISODE_TASK, [instance_id, "v.approve"])
+    # a new instance's first episode waits on the starts queue (runtime.start_queue)
+    assert (wake.queue, wake.task, wake.args) == (QUEUE + STARTS, EPISODE_TASK,
+                                                  [instance_id, "v.approve"])
     worker = with_code(cluster)
     assert worker.runner.run(instance_id, wait=True)
     worker.client.raise_orchestration_event(instance_id, "go")
