@@ -24,17 +24,35 @@ from durable_cli_helpers import invoke, make_app, run_worker
 
 from celery_durable import Durable, OrchestrationStatus
 from celery_durable.engine import history as h
-from celery_durable.runtime import messages, recovery
+from celery_durable.runtime import messages, recovery, start_queue
+from celery_durable.runtime.durable import durable_of
+from celery_durable.runtime.timer_queue import timer_queue
 
 Status = OrchestrationStatus
 
 
+def durable_queues(app: Celery) -> list[str]:
+    """The queues celery_durable sends to here: the episode (default) queue, and the timers and
+    starts queues that every worker of it consumes."""
+    found = durable_of(app)
+    assert found is not None
+    default = app.conf.task_default_queue
+    return [default, timer_queue(found), found.episode_queue("") + start_queue.SUFFIX]
+
+
 def queued(app: Celery) -> int:
-    """Messages waiting in the app's default queue."""
+    """Messages waiting in those queues."""
     with app.connection_for_write() as conn:
         # (not passive: Redis has no key for an empty queue)
-        declared = conn.default_channel.queue_declare(app.conf.task_default_queue)
-        return int(declared.message_count)
+        return sum(int(conn.default_channel.queue_declare(queue).message_count)
+                   for queue in durable_queues(app))
+
+
+def purge_queues(app: Celery) -> None:
+    with app.connection_for_write() as conn:
+        for queue in durable_queues(app):
+            conn.default_channel.queue_declare(queue)
+            conn.default_channel.queue_purge(queue)
 
 
 @pytest.fixture(params=["sqlite-filesystem", "postgresql-redis"])
@@ -85,7 +103,7 @@ def test_recover_after_the_broker_lost_everything(
     late = client.schedule_new_orchestration(  # ... and one beyond it
         "e2e.sequence", input=1, start_at=datetime.now(timezone.utc) + timedelta(hours=1))
     assert queued(app) > 0
-    app.control.purge()
+    purge_queues(app)
     assert queued(app) == 0
 
     dry = invoke(app, "recover", "--dry-run", "--json")
