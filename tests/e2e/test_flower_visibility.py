@@ -48,12 +48,20 @@ class Setup:
         self.durable = Durable(self.app, store_url=f"sqlite:///{tmp / 'store.sqlite3'}")
         self.connection = Connection(BROKER)
 
+    @property
+    def queues(self) -> list[str]:
+        """The episode queue and the two every worker of it also consumes: new instances'
+        first episodes (``.starts``) and timers (``.timers``)."""
+        return [self.queue, f"{self.queue}.starts", f"{self.queue}.timers"]
+
     def take_all(self) -> list[Any]:
-        """Every message waiting in the queue, oldest first (kombu ``basic_get``, acked)."""
+        """Every message waiting in the queues, oldest first in each (kombu ``basic_get``,
+        acked)."""
         channel = self.connection.default_channel
         found = []
-        while (message := channel.basic_get(self.queue, no_ack=True)) is not None:
-            found.append(message)
+        for queue in self.queues:
+            while (message := channel.basic_get(queue, no_ack=True)) is not None:
+                found.append(message)
         return found
 
     def take_one(self) -> Any:
@@ -62,8 +70,9 @@ class Setup:
         return found[0]
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.connection.default_channel.queue_delete(self.queue)
+        for queue in self.queues:
+            with contextlib.suppress(Exception):
+                self.connection.default_channel.queue_delete(queue)
         self.connection.release()
         self.durable.store.dispose()
 
@@ -100,7 +109,8 @@ def test_orchestration_message_names_instance_and_orchestrator(setup: Setup) -> 
     assert headers["argsrepr"] == repr((iid, "e2e.sequence"))
     args, kwargs, _ = message.decode()
     assert args[:2] == [iid, "e2e.sequence"]
-    assert message.delivery_info.get("routing_key", setup.queue) == setup.queue
+    # a new instance's first episode: on the starts queue, ahead of nothing that runs already
+    assert message.delivery_info.get("routing_key") == f"{setup.queue}.starts"
 
 
 def test_sub_orchestration_message_names_the_child(setup: Setup) -> None:
