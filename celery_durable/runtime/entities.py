@@ -140,15 +140,7 @@ class EntityRuntime:
         return True
 
     def _publish(self, outbox: list[messages.Message], ids: list[int]) -> None:
-        if not ids:
-            return
-        try:
-            messages.publish(self.durable.app, outbox)
-        except Exception:  # the rows stay; the sweeper re-publishes them
-            logger.exception("publishing %d message(s) failed; the sweeper will retry",
-                             len(outbox))
-            return
-        self.durable.store.acknowledge_outbox(ids)
+        messages.publish_committed(self.durable, outbox, ids)
 
     def _plan(self, entity_id: str, batch: BatchResult, now: datetime) -> EntityCommit:
         commit = EntityCommit(batch.state, batch.lock)

@@ -195,15 +195,7 @@ class EpisodeRunner:
                 logger.exception("episode observer %r failed", observer)
 
     def _publish(self, outbox: list[messages.Message], ids: list[int]) -> None:
-        if not ids:
-            return
-        try:
-            messages.publish(self.durable.app, outbox)
-        except Exception:  # the rows stay; the sweeper re-publishes them
-            logger.exception("publishing %d message(s) failed; the sweeper will retry",
-                             len(outbox))
-            return
-        self.durable.store.acknowledge_outbox(ids)
+        messages.publish_committed(self.durable, outbox, ids)
 
     # -- planning --------------------------------------------------------------------------------
     def _plan(self, ep: Episode, now: datetime) -> _Plan | _Rejected | None:

@@ -12,13 +12,16 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from celery_durable import tracing
 from celery_durable.engine.actions import ScheduleActivity, ScheduleTask
 from celery_durable.engine.history import utc
+
+if TYPE_CHECKING:
+    from celery_durable.runtime.durable import Durable
 
 logger = logging.getLogger(__name__)
 
@@ -131,3 +134,17 @@ def publish(app: Celery, messages: Iterable[Message]) -> None:
                     app.send_task(message["task"], args=message.get("args") or [],
                                   kwargs=message.get("kwargs") or {}, producer=producer,
                                   serializer="json", **options)
+
+
+def publish_committed(durable: Durable, outbox: list[Message], ids: list[int]) -> None:
+    """Publish the outbox an episode (of an orchestration or an entity) committed as rows
+    ``ids``, then acknowledge them; should publishing fail, the rows stay and the sweeper
+    re-publishes them."""
+    if not ids:
+        return
+    try:
+        publish(durable.app, outbox)
+    except Exception:  # the rows stay; the sweeper re-publishes them
+        logger.exception("publishing %d message(s) failed; the sweeper will retry", len(outbox))
+        return
+    durable.store.acknowledge_outbox(ids)
