@@ -15,6 +15,7 @@ import math
 import sys
 import types
 import typing
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Union
@@ -241,7 +242,25 @@ def _plain(value: Any, objects: bool = True) -> Any:
 
 
 def input_annotation(fn: Callable[..., Any]) -> Any:
-    """The annotation of the second positional parameter of ``fn(ctx, input)``, or None."""
+    """The annotation of the second positional parameter of ``fn(ctx, input)``, or None.
+
+    Looked up once per function (a start and every local activity need it: `inspect` and
+    `typing.get_type_hints` cost hundreds of calls); weakly, so that the functions of tests or
+    reloaded modules are not kept alive."""
+    try:
+        return _ANNOTATIONS[fn]
+    except KeyError:
+        pass
+    except TypeError:  # not weakly referenceable (e.g. a builtin), or unhashable
+        return _input_annotation(fn)
+    annotation = _ANNOTATIONS[fn] = _input_annotation(fn)
+    return annotation
+
+
+_ANNOTATIONS: weakref.WeakKeyDictionary[Callable[..., Any], Any] = weakref.WeakKeyDictionary()
+
+
+def _input_annotation(fn: Callable[..., Any]) -> Any:
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     try:
         params = [p for p in inspect.signature(fn).parameters.values() if p.kind in positional]

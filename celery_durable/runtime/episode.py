@@ -163,13 +163,14 @@ class EpisodeRunner:
                 if not isinstance(plan, _Rejected):
                     trace.begin(ep.instance, plan.execution_id, plan.started, plan.commit,
                                 ep.inbox)
-                # leaving without a commit keeps every inbox row and saves ``extra`` to the inbox
-                outbox_ids = [] if isinstance(plan, _Rejected) else ep.commit(plan.commit)
                 if not isinstance(plan, _Rejected) and plan.state is not None:
-                    # cached while the instance is still locked, so that the next episode finds
-                    # it; should the commit fail, it is dropped below (and until then `take`
-                    # refuses it: it is ahead of the store)
+                    # cached while the instance is still locked (the last commit releases it),
+                    # so that the next episode finds it; should the commit fail, it is dropped
+                    # below (and until then `take` refuses it: it is ahead of the store)
                     self.cache.put(instance_id, plan.execution_id, plan.state)
+                # leaving without a commit keeps every inbox row and saves ``extra`` to the inbox
+                outbox_ids = ([] if isinstance(plan, _Rejected)
+                              else ep.commit(plan.commit, last=True))
         except BaseException as exc:
             self.cache.discard(instance_id)
             trace.failed(exc)

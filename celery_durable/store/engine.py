@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +149,14 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def count_driver_statements(engine: Engine, statements: Sequence[str]) -> None:
+    """Tell the counter attached to ``engine``, if any, of statements sent to the driver
+    directly (SQLAlchemy's cursor events do not see them)."""
+    counter = _COUNTERS.get(engine)
+    if counter is not None:
+        counter.driver_statements(statements)
+
+
 @dataclass
 class StatementCount:
     """What `StatementCounter.counting` saw: the number of statements and their SQL text."""
@@ -169,6 +178,14 @@ class StatementCounter:
 
     def attach(self, engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", self._seen)
+        _COUNTERS[engine] = self
+
+    def driver_statements(self, statements: Sequence[str]) -> None:
+        """Count statements sent to the driver without SQLAlchemy (see store/pipelines.py)."""
+        thread = threading.get_ident()
+        for counter_thread, count in self._active:
+            if counter_thread == thread:
+                count.statements.extend(statements)
 
     def _seen(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
               executemany: bool) -> None:
@@ -185,3 +202,6 @@ class StatementCounter:
             yield entry[1]
         finally:
             self._active.remove(entry)
+
+
+_COUNTERS: weakref.WeakKeyDictionary[Engine, StatementCounter] = weakref.WeakKeyDictionary()

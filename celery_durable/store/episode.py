@@ -17,6 +17,7 @@ from celery_durable.engine.history import EXECUTION_STARTED, HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
 from celery_durable.errors import OrchestrationNotFoundError, OrchestrationStateError
 from celery_durable.payload import dumps, loads
+from celery_durable.store import pipelines
 from celery_durable.store.records import (
     EpisodeCommit,
     InboxItem,
@@ -103,8 +104,9 @@ class Episode:
 
     def __init__(self, conn: Connection, dialect: str, instance: InstanceRecord,
                  stored: list[InboxRow], extra: list[InboxItem],
-                 outbox_acks: Sequence[int] = ()) -> None:
+                 outbox_acks: Sequence[int] = (), *, pipelined: bool = False) -> None:
         self._conn = conn
+        self._pipelined = pipelined
         self.outbox_acks = list(outbox_acks)
         self._dialect = dialect
         self._max_id = max((row.id for row in stored if row.id is not None), default=0)
@@ -119,6 +121,8 @@ class Episode:
         self.refused_children: list[str] = []
         self.committed = False
         self.failed = False
+        #: the transaction committed with the last commit (see `commit`): it is over
+        self.finished = False
 
     @property
     def connection(self) -> Connection:
@@ -147,17 +151,30 @@ class Episode:
             self.inbox.extend(rows)
         return rows
 
-    def commit(self, outcome: EpisodeCommit) -> list[int]:
-        """Write ``outcome`` in the episode's transaction; return the new outbox ids in order."""
+    def commit(self, outcome: EpisodeCommit, *, last: bool = False) -> list[int]:
+        """Write ``outcome`` in the episode's transaction; return the new outbox ids in order.
+
+        ``last``: nothing follows in this episode, so the transaction may commit with the write
+        (PostgreSQL through psycopg: the write and COMMIT in one round trip, see
+        store/pipelines.py; ``finished`` then says so). Elsewhere it commits when the episode's
+        block exits, as without ``last``.
+        """
+        self._check_open()
         try:
-            ids = self._write(outcome)
+            ids = self._write(outcome, commit=last and self._pipelined)
         except BaseException:
             self.failed = True
             raise
         self.committed = True
         return ids
 
-    def _write(self, outcome: EpisodeCommit) -> list[int]:
+    def _check_open(self) -> None:
+        if self.finished:
+            raise OrchestrationStateError(
+                f"the episode of {self.instance.instance_id!r} committed its transaction with "
+                "its last commit; run another episode to write more")
+
+    def _write(self, outcome: EpisodeCommit, commit: bool) -> list[int]:
         conn, inst, at = self._conn, self.instance, now()
         iid, execution_id, generation = inst.instance_id, inst.execution_id, inst.generation
         values: dict[str, Any] = {}
@@ -179,7 +196,7 @@ class Episode:
                           version=started.data.get("version"))
         first_seq = 0 if outcome.new_execution is not None else inst.history_len
         _check_seqs(iid, outcome.new_events, first_seq)
-        if outcome.delete_timers:
+        if outcome.delete_timers and outcome.timers:  # (else with the other rows, below)
             conn.execute(delete(timers).where(timers.c.instance_id == iid))
         if outcome.timers:
             conn.execute(insert(timers), [
@@ -207,10 +224,12 @@ class Episode:
             consumed=[i for i in outcome.consumed_inbox_ids if i is not None],
             acked=self.outbox_acks,
             outbox=[{"instance_id": iid, "message": dumps(message), "created_at": to_db_time(at)}
-                    for message in outcome.outbox])
+                    for message in outcome.outbox],
+            drop_timers=outcome.delete_timers and not outcome.timers)
         self.outbox_acks = []
         if self._dialect == "postgresql" and rows.fit_one_statement():
-            outbox_ids = _write_in_one_statement(conn, iid, values, rows)
+            outbox_ids = _write_in_one_statement(conn, iid, values, rows, commit=commit)
+            self.finished = commit
         else:
             outbox_ids = self._write_statements(iid, values, rows)
         self.instance = dataclasses.replace(
@@ -226,6 +245,8 @@ class Episode:
 
     def _write_statements(self, iid: str, values: dict[str, Any], rows: _Rows) -> list[int]:
         conn = self._conn
+        if rows.drop_timers:
+            conn.execute(delete(timers).where(timers.c.instance_id == iid))
         if rows.history:
             conn.execute(_INSERT_HISTORY, rows.history)
         for part in chunks(rows.consumed):
@@ -257,42 +278,53 @@ class _Rows:
     consumed: list[int]
     acked: list[int]
     outbox: list[dict[str, Any]]
+    #: delete the instance's timers (it ended, or continued as new, with no new timer)
+    drop_timers: bool = False
 
     def fit_one_statement(self) -> bool:
         return (len(self.history) <= ONE_STATEMENT_ROWS and len(self.outbox) <= ONE_STATEMENT_ROWS
                 and len(self.consumed) <= CHUNK and len(self.acked) <= CHUNK)
 
 
-def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any],
-                            rows: _Rows) -> list[int]:
-    """PostgreSQL: the history insert, the inbox and outbox deletes, the outbox insert and the
-    instance's update as one statement (data-modifying CTEs): one round trip for a step."""
-    sql = _one_statement_sql(tuple(sorted(values)), len(rows.history), bool(rows.consumed),
-                             bool(rows.acked), len(rows.outbox))
+def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any], rows: _Rows,
+                            commit: bool = False) -> list[int]:
+    """PostgreSQL: the history insert, the inbox, outbox and timer deletes, the outbox insert
+    and the instance's update as one statement (data-modifying CTEs): one round trip for a
+    step; with ``commit``, COMMIT goes in the same round trip (store/pipelines.py)."""
+    sql = _one_statement_sql(tuple(sorted(values)), bool(rows.history), bool(rows.consumed),
+                             bool(rows.acked), len(rows.outbox), rows.drop_timers)
     params: dict[str, Any] = {"b_iid": iid, "consumed": rows.consumed, "acked": rows.acked}
     params.update((f"v_{column}", value) for column, value in values.items())
-    for prefix, table_rows in (("h", rows.history), ("o", rows.outbox)):
-        for i, row in enumerate(table_rows):
-            params.update((f"{prefix}{i}_{column}", value) for column, value in row.items())
-    result = conn.exec_driver_sql(sql, params)
+    if rows.history:
+        params.update(_history_params(rows.history))
+    for i, row in enumerate(rows.outbox):
+        params.update((f"o{i}_{column}", value) for column, value in row.items())
+    if commit:
+        returned = pipelines.write_and_commit(conn, sql, params)
+    else:
+        result = conn.exec_driver_sql(sql, params)
+        returned = list(result.tuples()) if rows.outbox else []
     if not rows.outbox:
         return []
-    return sorted(int(i) for i in result.scalar_one())
+    ((ids,),) = returned
+    return sorted(int(i) for i in ids)
 
 
 @lru_cache(maxsize=512)
-def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool, acked: bool,
-                       n_outbox: int) -> str:
+def _one_statement_sql(columns: tuple[str, ...], has_history: bool, consumed: bool, acked: bool,
+                       n_outbox: int, drop_timers: bool = False) -> str:
     # SQL text built once per shape: SQLAlchemy does not cache the compiled form of statements
     # with data-modifying CTEs, and compiling one costs more than the round trips it saves.
     ctes = []
-    if n_history:
-        ctes.append(f"new_history AS ({_insert_sql(history.name, _HISTORY_COLUMNS, 'h', n_history)})")
+    if has_history:
+        ctes.append(_history_cte())
     if consumed:
         ctes.append(f"consumed AS (DELETE FROM {inbox.name} WHERE instance_id = %(b_iid)s "
                     "AND id = ANY(%(consumed)s))")
     if acked:
         ctes.append(f"acked AS (DELETE FROM {outbox.name} WHERE id = ANY(%(acked)s))")
+    if drop_timers:
+        ctes.append(f"dropped_timers AS (DELETE FROM {timers.name} WHERE instance_id = %(b_iid)s)")
     if n_outbox:
         ctes.append(f"new_outbox AS ({_insert_sql(outbox.name, _OUTBOX_COLUMNS, 'o', n_outbox)}"
                     " RETURNING id)")
@@ -303,8 +335,28 @@ def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool,
     return f"WITH {', '.join(ctes)} {sql}" if ctes else sql
 
 
-_HISTORY_COLUMNS = ("instance_id", "execution_id", "seq", "kind", "timestamp", "task_id", "name",
-                    "data")
+#: the history columns of an episode's events, one array each (the instance and execution are
+#: the same for all), with their PostgreSQL types
+_HISTORY_ARRAYS = (("seq", "integer"), ("kind", "varchar"), ("timestamp", "timestamp"),
+                   ("task_id", "integer"), ("name", "varchar"), ("data", "text"))
+
+
+def _history_cte() -> str:
+    """The CTE inserting an episode's history rows, whatever their number, from one array per
+    column (`_history_params`): one SQL text, so that psycopg prepares it once."""
+    columns = ", ".join(column for column, _ in _HISTORY_ARRAYS)
+    arrays = ", ".join(f"%(h_{column})s::{kind}[]" for column, kind in _HISTORY_ARRAYS)
+    return (f"new_history AS (INSERT INTO {history.name} (instance_id, execution_id, {columns}) "
+            f"SELECT %(b_iid)s::varchar, %(h_execution_id)s::varchar, {columns} "
+            f"FROM unnest({arrays}) AS h ({columns}))")
+
+
+def _history_params(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    params = {f"h_{column}": [row[column] for row in rows] for column, _ in _HISTORY_ARRAYS}
+    params["h_execution_id"] = rows[0]["execution_id"]
+    return params
+
+
 _OUTBOX_COLUMNS = ("instance_id", "message", "created_at")
 
 
@@ -340,15 +392,19 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
     items = list(extra)
     inbox_rows(((instance_id, item) for item in items), now())  # refuse bad ids/keys up front
     with engine.connect() as conn:
+        pipelined = dialect == "postgresql" and pipelines.available(conn)
+        if pipelined:
+            pipelines.prepare(conn)
         tx = conn.begin()
         try:
-            row, stored = _lock(conn, dialect, instance_id, wait, clear_wakeup)
+            lock = _lock_pipelined if pipelined else _lock
+            row, stored = lock(conn, dialect, instance_id, wait, clear_wakeup)
             if row is None:
                 _locked_elsewhere(conn, dialect, instance_id, items, claim)
                 tx.commit()
             else:
                 episode = Episode(conn, dialect, InstanceRecord.from_row(row), stored, items,
-                                  outbox_acks)
+                                  outbox_acks, pipelined=pipelined)
         except BaseException:
             tx.rollback()
             raise
@@ -363,7 +419,8 @@ def run_episode(engine: Engine, dialect: str, instance_id: str, extra: Sequence[
                     "was rolled back; let the commit's exception propagate instead")
         except BaseException:
             tx.rollback()
-            _save_extra(engine, dialect, instance_id, episode.extra)
+            if not episode.finished:  # (finished: its last commit consumed them)
+                _save_extra(engine, dialect, instance_id, episode.extra)
             raise
         if not episode.committed:
             insert_inbox(conn, dialect, inbox_rows(((instance_id, i) for i in episode.extra),
@@ -404,6 +461,27 @@ def _lock(conn: Connection, dialect: str, instance_id: str, wait: bool,
     if peek is not None and not row["inbox_waiting"]:
         return row, []
     return row, [InboxRow.from_row(r) for r in conn.execute(_READ_INBOX, params).mappings()]
+
+
+def _lock_pipelined(conn: Connection, dialect: str, instance_id: str, wait: bool,
+                    clear_wakeup: bool = False) -> tuple[Any, list[InboxRow]]:
+    """`_lock` with BEGIN and its statements in one round trip (store/pipelines.py)."""
+    params = {"iid": instance_id}
+    if not wait and not clear_wakeup:  # the peek: see `_lock`
+        (found,) = pipelines.begin_and_run(conn, [_PEEK_INSTANCE[dialect]], params)
+        row = found[0] if found else None
+        if row is None or not row["inbox_waiting"]:
+            return row, []
+        stored: Sequence[Any] = conn.execute(_READ_INBOX, params).mappings().all()
+    else:
+        statements = [_LOCK_INSTANCE[not wait], *([_CLEAR_WAKEUP] if clear_wakeup else []),
+                      _READ_INBOX]
+        results = pipelines.begin_and_run(conn, statements, params)
+        row = results[0][0] if results[0] else None
+        stored = results[-1]
+    if row is None:
+        return None, []
+    return row, [InboxRow.from_row(r) for r in stored]
 
 
 def _locked_elsewhere(conn: Connection, dialect: str, instance_id: str,
