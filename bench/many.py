@@ -2,7 +2,7 @@
 a loop, each chain's last task marks. Ours: N ``bench.seq(3)`` orchestrations scheduled in a
 loop. Figure: seconds from the first send to the last end (the latest mark or ``completed_at``).
 
-Target: ours at most 1.5x the plain chains. The "many, local activities" row runs
+Target (issue 18): ours at most 2.0x the plain chains. The "many, local activities" row runs
 ``bench.seq_local(3)`` (the 3 steps run inside the first episode): at most 1.0x.
 """
 
@@ -15,7 +15,7 @@ import bench_app
 from celery import chain
 from harness import REDIS, Cluster, Row, alternate, counter_delta, log, median
 
-RATIO_LIMIT = 1.5
+RATIO_LIMIT = 2.0
 LOCAL_RATIO_LIMIT = 1.0
 STEPS = 3
 
