@@ -303,7 +303,7 @@ def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any], 
         returned = pipelines.write_and_commit(conn, sql, params)
     else:
         result = conn.exec_driver_sql(sql, params)
-        returned = list(result.tuples()) if rows.outbox else []
+        returned = [tuple(row) for row in result] if rows.outbox else []
     if not rows.outbox:
         return []
     ((ids,),) = returned

@@ -14,7 +14,7 @@ from store_helpers import RUNNING, now, running, wait_for_lock_wait
 
 from celery_durable.engine import history as h
 from celery_durable.errors import OrchestrationStateError
-from celery_durable.store import EpisodeCommit, InboxItem, Store, TimerRow
+from celery_durable.store import EpisodeCommit, InboxItem, Store, TimerRow, pipelines
 from celery_durable.store.records import history_row
 from celery_durable.store.schema import history, outbox, timers
 
@@ -140,3 +140,19 @@ def test_a_second_episode_waits_for_the_last_commit(store: Store, backend: str) 
             assert seen == [(2, ["task:1"])]
     waiter.join(10)
     assert seen == [(2, ["task:1"])]
+
+
+def test_without_pipelines_the_last_commit_commits_at_the_end(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another PostgreSQL driver (psycopg2, pg8000) has no pipelines: the episode runs its
+    statements one by one and commits when its block exits, as on SQLite and MySQL."""
+    monkeypatch.setattr(pipelines, "available", lambda conn: False)
+    running(store, "plain")
+    with store.episode("plain") as ep:
+        assert ep is not None
+        ep.commit(EpisodeCommit(status=RUNNING, new_events=[scheduled(1, 1)], outbox=[{"m": 1}]),
+                  last=True)
+        assert not ep.finished
+        assert store.get_instance("plain").history_len == 1  # type: ignore[union-attr]
+    assert store.get_instance("plain").history_len == 2  # type: ignore[union-attr]
+    assert count(store, outbox, "plain") == 1
