@@ -65,12 +65,11 @@ def begin_and_run(conn: Connection, statements: Sequence[ClauseElement],
     driver = _driver(conn)
     with _translated(conn, texts[0], params):
         with driver.pipeline():
-            driver.execute("BEGIN")
-            cursors = []
-            for text in texts:
-                cursor = driver.cursor(row_factory=dict_row)
+            cursors = [driver.cursor(row_factory=dict_row) for _ in texts]
+            # (a cursor keeps the result of its last statement: BEGIN's is not needed)
+            cursors[0].execute("BEGIN")
+            for cursor, text in zip(cursors, texts, strict=True):
                 cursor.execute(text, params)
-                cursors.append(cursor)
         return [cursor.fetchall() if _returned_rows(cursor) else [] for cursor in cursors]
 
 
@@ -81,9 +80,9 @@ def write_and_commit(conn: Connection, sql: str, params: dict[str, Any]) -> list
     count_driver_statements(conn.engine, [sql])
     with _translated(conn, sql, params):
         with driver.pipeline():
-            cursor = driver.cursor()
+            cursor, committing = driver.cursor(), driver.cursor()
             cursor.execute(sql, params)
-            driver.execute("COMMIT")
+            committing.execute("COMMIT")
         return cursor.fetchall() if _returned_rows(cursor) else []
 
 
