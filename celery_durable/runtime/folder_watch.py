@@ -106,6 +106,9 @@ class InotifyWatch:
         except BaseException:
             os.close(self._inotify)
             raise
+        # a watch dropped without close() (its connection never closed) still frees its fds
+        self._release = weakref.finalize(self, _close_fds, self.fds)
+        self._release.atexit = False
         self._poll = select.poll()
         self._poll.register(self._inotify, select.POLLIN)
         self._poll.register(self._wake_r, select.POLLIN)
@@ -166,9 +169,7 @@ class InotifyWatch:
                 return
             self._closed = True
             _unregister(self)
-            for fd in self.fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            self._release()
 
     def __repr__(self) -> str:
         return f"<InotifyWatch {self.folder!r}{' closed' if self._closed else ''}>"
@@ -237,6 +238,12 @@ def _libc_inotify() -> tuple[Any, Any]:
 def _errno_error(call: str) -> OSError:
     code = ctypes.get_errno()
     return OSError(code, f"{call}: {os.strerror(code)}")
+
+
+def _close_fds(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _drain(fd: int) -> None:

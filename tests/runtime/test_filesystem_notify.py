@@ -9,6 +9,7 @@ and forked), a real ``celery worker`` subprocess.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
@@ -247,6 +248,12 @@ def test_closing_the_watch_and_the_connection_releases_the_descriptors(tmp_path:
         with consumer:
             drain_once(conn, 0.01)
             assert len(inotify_fds()) == len(before) + 1
+    assert inotify_fds() == before
+
+    dropped = folder_watch.watch(str(tmp_path))  # never closed: collected
+    assert len(inotify_fds()) == len(before) + 1
+    del dropped
+    gc.collect()
     assert inotify_fds() == before
 
 
