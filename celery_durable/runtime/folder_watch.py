@@ -76,7 +76,7 @@ class PollingWatch:
 
     def wait(self, timeout: float) -> bool:
         woken = self._woken.wait(max(timeout, 0.0))
-        self._woken.clear()  # a wake after this is kept for the next wait
+        self._woken.clear()  # the scan that follows sees what an earlier wake announced
         return woken
 
     def wake(self) -> None:
