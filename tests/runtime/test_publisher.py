@@ -23,7 +23,7 @@ from workers import celery_app, delete_queue
 
 from celery_durable.runtime import messages, publisher
 
-URL = f"{REDIS_URL}/9"
+URL = f"{REDIS_URL}/2"  # a database of its own
 
 
 @pytest.fixture
