@@ -252,6 +252,11 @@ class Episode:
         if self._dialect == "sqlite":
             return sorted(int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS_SQLITE, rows)
                           .scalars())
+        if self._dialect == "postgresql" and len(rows) >= UNNEST_ROWS:  # ids ascend in order
+            params = {"iid": rows[0]["instance_id"], "at": rows[0]["created_at"],
+                      "messages": [row["message"] for row in rows]}
+            return sorted(int(i) for i in self._conn.exec_driver_sql(_UNNEST_OUTBOX, params)
+                          .scalars())
         return [int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS, rows).scalars()]
 
 
@@ -318,12 +323,20 @@ _HISTORY_COLUMNS = ("instance_id", "execution_id", "seq", "kind", "timestamp", "
                     "data")
 _OUTBOX_COLUMNS = ("instance_id", "message", "created_at")
 # PostgreSQL: history rows as one array per column (the instance and execution are the same in
-# every row); `_history_arrays` gives its parameters
+# every row); `_history_arrays` gives its parameters. Arrays go in binary (%b): psycopg escapes
+# each element of a text-format array with a regular expression.
 _UNNEST_HISTORY = (
     f"INSERT INTO {history.name} ({', '.join(_HISTORY_COLUMNS)}) "
-    "SELECT %(hu_instance_id)s, %(hu_execution_id)s, u.* FROM unnest(%(hu_seq)s::integer[], "
-    "%(hu_kind)s::varchar[], %(hu_timestamp)s::timestamp[], %(hu_task_id)s::integer[], "
-    "%(hu_name)s::varchar[], %(hu_data)s::text[]) AS u")
+    "SELECT %(hu_instance_id)s, %(hu_execution_id)s, u.* FROM unnest(%(hu_seq)b::integer[], "
+    "%(hu_kind)b::varchar[], %(hu_timestamp)b::timestamp[], %(hu_task_id)b::integer[], "
+    "%(hu_name)b::varchar[], %(hu_data)b::text[]) AS u")
+
+
+# PostgreSQL: the many outbox rows of one episode (same instance and time) as one array
+_UNNEST_OUTBOX = (
+    f"INSERT INTO {outbox.name} (instance_id, message, created_at) "
+    "SELECT %(iid)s, u.message, %(at)s FROM unnest(%(messages)b::text[]) "
+    "WITH ORDINALITY AS u(message, n) ORDER BY u.n RETURNING id")
 
 
 def _history_arrays(rows: list[dict[str, Any]]) -> dict[str, Any]:
