@@ -60,8 +60,7 @@ class Publisher:
         self._exec_options: dict[str, dict[str, Any]] = {}
         # read once, as Celery's own sender reads its settings (app.amqp.send_task_message)
         conf = app.conf
-        # an app class of its own send_task (celery_durable.testing's) keeps it for everything
-        self._quick = conf.task_protocol == 2 and type(app).send_task is Celery.send_task
+        self._quick = conf.task_protocol == 2 and _celerys_send_task(app)
         self._sent_event = conf.task_send_sent_event
         self._inherit_priority = conf.task_inherit_parent_priority
 
@@ -128,8 +127,9 @@ class Publisher:
         if cached is None:
             task = self.app._tasks.get(name)
             get = getattr(task, "_get_exec_options", None)
-            found = get() if callable(get) else {}
-            cached = self._exec_options[name] = {k: v for k, v in (found or {}).items()
+            if not callable(get):  # not registered (yet): nothing kept
+                return {}
+            cached = self._exec_options[name] = {k: v for k, v in (get() or {}).items()
                                                  if v is not None}
         return cached
 
@@ -150,6 +150,15 @@ class Publisher:
             if self._cacheable:
                 self._routes[key] = routed
         return routed
+
+
+def _celerys_send_task(app: Celery) -> bool:
+    """Whether ``app.send_task`` is Celery's own: an app class with one of its own (such as
+    celery_durable.testing's) or a wrapper patched in (an SDK's tracing) must see every message."""
+    send_task = type(app).send_task
+    return (getattr(send_task, "__module__", None) == Celery.__module__
+            and getattr(send_task, "__qualname__", None) == "Celery.send_task"
+            and not hasattr(send_task, "__wrapped__"))
 
 
 def _declare(producer: Any, queue: Any) -> list[Any] | None:

@@ -5,6 +5,7 @@ them with their routes, ids, parent/root ids and ETA."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 import time
@@ -186,3 +187,39 @@ def test_a_worker_runs_them_with_routes_ids_and_eta(queues: tuple[str, str]) -> 
     assert by_value["routed"]["queue"] == routed  # task_routes honoured
     later = by_value["later"]
     assert later["eta"] is not None and later["at"] >= eta
+
+
+def test_a_send_task_patched_in_sees_every_message(queues: tuple[str, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """As an SDK that traces what is sent wraps ``Celery.send_task``."""
+    default, _ = queues
+    seen: list[str] = []
+    original = Celery.send_task
+
+    @functools.wraps(original)
+    def traced(self: Celery, name: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Celery, "send_task", traced)
+    app = celery_app("pub", URL, default)
+    messages.publish(app, [ACTIVITY, EPISODE])
+    assert seen == ["pub.activity", messages.EPISODE_TASK]
+    assert len(_waiting(default)) == 2
+
+
+def test_a_task_registered_after_a_publish_gets_its_own_options(
+        queues: tuple[str, str]) -> None:
+    default, _ = queues
+    app = celery_app("pub", URL, default)
+    messages.publish(app, [ACTIVITY])  # not registered yet: no options of its own
+
+    @app.task(name="pub.activity", time_limit=30, shared=False)
+    def activity(value: Any) -> None:
+        return None
+
+    app.finalize()
+    messages.publish(app, [ACTIVITY])  # registered with a time limit of its own
+    before, after = _waiting(default)
+    assert (before["headers"]["timelimit"], after["headers"]["timelimit"]) == ([None, None],
+                                                                               [30, None])
