@@ -38,7 +38,6 @@ REDISPATCH_HEADER = "durable_redispatch"
 Message = dict[str, Any]
 
 
-
 def episode_message(instance_id: str, name: str, queue: str | None, *,
                     countdown: float | None = None, rejections: int = 0) -> Message:
     """The wake-up of an instance; ``rejections`` counts the workers whose versioning rejected
