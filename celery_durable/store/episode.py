@@ -40,9 +40,13 @@ from celery_durable.store.writes import (
 
 log = logging.getLogger(__name__)
 
-#: Most history or outbox rows a PostgreSQL commit writes in its single statement (bigger
-#: episodes, e.g. wide fan-outs, use one statement per table, batched by SQLAlchemy).
+#: Most outbox rows a PostgreSQL commit writes in its single statement (bigger episodes, e.g.
+#: wide fan-outs, use one statement per table, batched by SQLAlchemy).
 ONE_STATEMENT_ROWS = 200
+#: History rows from which a PostgreSQL commit sends them as one array per column (``unnest``)
+#: instead of a parameter per value: psycopg parses a query of over 50 parameters anew at each
+#: execution (it caches those of fewer), which costs more than building the statement.
+UNNEST_ROWS = 3
 
 # The hot path's statements, built once (SQLAlchemy then reuses their compiled forms).
 _INBOX_COLUMNS = (inbox.c.id, inbox.c.dedup_key, inbox.c.execution_id, inbox.c.event)
@@ -226,7 +230,9 @@ class Episode:
 
     def _write_statements(self, iid: str, values: dict[str, Any], rows: _Rows) -> list[int]:
         conn = self._conn
-        if rows.history:
+        if self._dialect == "postgresql" and len(rows.history) >= UNNEST_ROWS:
+            conn.exec_driver_sql(_UNNEST_HISTORY, _history_arrays(rows.history))
+        elif rows.history:
             conn.execute(_INSERT_HISTORY, rows.history)
         for part in chunks(rows.consumed):
             conn.execute(delete(inbox).where(inbox.c.instance_id == iid, inbox.c.id.in_(part)))
@@ -246,6 +252,11 @@ class Episode:
         if self._dialect == "sqlite":
             return sorted(int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS_SQLITE, rows)
                           .scalars())
+        if self._dialect == "postgresql" and len(rows) >= UNNEST_ROWS:  # ids ascend in order
+            params = {"iid": rows[0]["instance_id"], "at": rows[0]["created_at"],
+                      "messages": [row["message"] for row in rows]}
+            return sorted(int(i) for i in self._conn.exec_driver_sql(_UNNEST_OUTBOX, params)
+                          .scalars())
         return [int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS, rows).scalars()]
 
 
@@ -259,19 +270,23 @@ class _Rows:
     outbox: list[dict[str, Any]]
 
     def fit_one_statement(self) -> bool:
-        return (len(self.history) <= ONE_STATEMENT_ROWS and len(self.outbox) <= ONE_STATEMENT_ROWS
-                and len(self.consumed) <= CHUNK and len(self.acked) <= CHUNK)
+        # history rows of any number fit: from UNNEST_ROWS on they go as arrays
+        return (len(self.outbox) <= ONE_STATEMENT_ROWS and len(self.consumed) <= CHUNK
+                and len(self.acked) <= CHUNK)
 
 
 def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any],
                             rows: _Rows) -> list[int]:
     """PostgreSQL: the history insert, the inbox and outbox deletes, the outbox insert and the
     instance's update as one statement (data-modifying CTEs): one round trip for a step."""
-    sql = _one_statement_sql(tuple(sorted(values)), len(rows.history), bool(rows.consumed),
-                             bool(rows.acked), len(rows.outbox))
+    unnest = len(rows.history) >= UNNEST_ROWS
+    sql = _one_statement_sql(tuple(sorted(values)), -1 if unnest else len(rows.history),
+                             bool(rows.consumed), bool(rows.acked), len(rows.outbox))
     params: dict[str, Any] = {"b_iid": iid, "consumed": rows.consumed, "acked": rows.acked}
     params.update((f"v_{column}", value) for column, value in values.items())
-    for prefix, table_rows in (("h", rows.history), ("o", rows.outbox)):
+    if unnest:
+        params.update(_history_arrays(rows.history))
+    for prefix, table_rows in (("h", [] if unnest else rows.history), ("o", rows.outbox)):
         for i, row in enumerate(table_rows):
             params.update((f"{prefix}{i}_{column}", value) for column, value in row.items())
     result = conn.exec_driver_sql(sql, params)
@@ -286,8 +301,9 @@ def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool,
     # SQL text built once per shape: SQLAlchemy does not cache the compiled form of statements
     # with data-modifying CTEs, and compiling one costs more than the round trips it saves.
     ctes = []
-    if n_history:
-        ctes.append(f"new_history AS ({_insert_sql(history.name, _HISTORY_COLUMNS, 'h', n_history)})")
+    if n_history:  # -1: as arrays (_history_arrays)
+        ctes.append("new_history AS (" + (_UNNEST_HISTORY if n_history < 0 else
+                    _insert_sql(history.name, _HISTORY_COLUMNS, "h", n_history)) + ")")
     if consumed:
         ctes.append(f"consumed AS (DELETE FROM {inbox.name} WHERE instance_id = %(b_iid)s "
                     "AND id = ANY(%(consumed)s))")
@@ -306,6 +322,31 @@ def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool,
 _HISTORY_COLUMNS = ("instance_id", "execution_id", "seq", "kind", "timestamp", "task_id", "name",
                     "data")
 _OUTBOX_COLUMNS = ("instance_id", "message", "created_at")
+# PostgreSQL: history rows as one array per column (the instance and execution are the same in
+# every row); `_history_arrays` gives its parameters. Arrays go in binary (%b): psycopg escapes
+# each element of a text-format array with a regular expression.
+_UNNEST_HISTORY = (
+    f"INSERT INTO {history.name} ({', '.join(_HISTORY_COLUMNS)}) "
+    "SELECT %(hu_instance_id)s, %(hu_execution_id)s, u.* FROM unnest(%(hu_seq)b::integer[], "
+    "%(hu_kind)b::varchar[], %(hu_timestamp)b::timestamp[], %(hu_task_id)b::integer[], "
+    "%(hu_name)b::varchar[], %(hu_data)b::text[]) AS u")
+
+
+# PostgreSQL: the many outbox rows of one episode (same instance and time) as one array
+_UNNEST_OUTBOX = (
+    f"INSERT INTO {outbox.name} (instance_id, message, created_at) "
+    "SELECT %(iid)s, u.message, %(at)s FROM unnest(%(messages)b::text[]) "
+    "WITH ORDINALITY AS u(message, n) ORDER BY u.n RETURNING id")
+
+
+def _history_arrays(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of `_UNNEST_HISTORY` for ``rows`` (`history_row` dicts of one
+    execution)."""
+    params: dict[str, Any] = {"hu_instance_id": rows[0]["instance_id"],
+                              "hu_execution_id": rows[0]["execution_id"]}
+    for column in _HISTORY_COLUMNS[2:]:
+        params[f"hu_{column}"] = [row[column] for row in rows]
+    return params
 
 
 def _insert_sql(table: str, columns: tuple[str, ...], prefix: str, n: int) -> str:
