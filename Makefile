@@ -42,9 +42,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# the long reliability runs (tests marked chaos): worker kills, lost messages, restarts
+# the long runs (tests marked chaos): worker kills, lost messages, restarts, every crash point on
+# every backend, the worker-memory run
 chaos: $(STAMP)
-	$(VENV)/bin/pytest -q -s -m chaos tests/reliability tests/entities
+	$(VENV)/bin/pytest -q -s -m chaos tests/reliability tests/entities tests/perf
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

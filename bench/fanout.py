@@ -1,6 +1,8 @@
-"""fanout: N no-op activities at once, then fan-in. Plain: ``chord([plain_member] x N,
-plain_mark)`` on the Redis result backend (native chord counting, no ``chord_unlock`` polling);
-its callback marks the end. Ours: the ``bench.fanout`` orchestrator (``when_all`` of N
+"""fanout: N no-op activities at once, then fan-in. Plain, twice: ``chord([plain_member] x N,
+plain_mark)`` on the Redis result backend (native chord counting, no ``chord_unlock`` polling),
+its callback marks the end; and the same chord as an application that wants the outcome writes
+it, its callback's result stored too and waited for (``AsyncResult.get``; the end is the
+callback's ``date_done``), the row "fanout (chord + result)". Ours: the ``bench.fanout`` orchestrator (``when_all`` of N
 ``bench.noop`` activities), its end the store's ``completed_at``. Figure: seconds.
 
 Targets: ours no slower than the chord (ratio <= 1.0), and the orchestrator's replay work O(N):
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import timezone
 
 import bench_app
 from celery import chord
@@ -27,8 +30,6 @@ COLD_STARTS = 10
 
 
 def plain_chord(cluster: Cluster, n: int) -> float:
-
-
     app = cluster.app
     token = cluster.marks.token("chord")
     header = [app.signature(bench_app.PLAIN_MEMBER) for _ in range(n)]
@@ -37,6 +38,19 @@ def plain_chord(cluster: Cluster, n: int) -> float:
     chord(header)(callback)
     ((end, _),) = cluster.marks.wait(token, 1, 120 + n * 0.05, cluster)
     return end - start
+
+
+def chord_with_result(cluster: Cluster, n: int) -> float:
+    """The chord with its callback's result stored and waited for (Redis result backend)."""
+    app = cluster.app
+    header = [app.signature(bench_app.PLAIN_MEMBER) for _ in range(n)]
+    callback = app.signature(bench_app.PLAIN_MEMBER, immutable=True)  # stores its result
+    start = time.time()
+    result = chord(header)(callback)
+    result.get(timeout=120 + n * 0.05, propagate=True)
+    done = result.date_done
+    assert done is not None, result
+    return (done if done.tzinfo else done.replace(tzinfo=timezone.utc)).timestamp() - start
 
 
 def orchestration(cluster: Cluster, n: int) -> float:
@@ -49,12 +63,18 @@ def orchestration(cluster: Cluster, n: int) -> float:
 
 def measure(cluster: Cluster, ns: list[int], reps: int) -> list[Row]:
     rows: list[Row] = []
+    with_result = bool(cluster.app.conf.result_backend)
     plain_chord(cluster, 20)
     orchestration(cluster, 20)
+    if with_result:
+        chord_with_result(cluster, 20)
     for n in ns:
         before = cluster.settled_counters()
-        figures = alternate(reps, {"plain": lambda n=n: plain_chord(cluster, n),
-                                   "ours": lambda n=n: orchestration(cluster, n)})
+        sides = {"plain": lambda n=n: plain_chord(cluster, n),
+                 "ours": lambda n=n: orchestration(cluster, n)}
+        if with_result:
+            sides["chord + result"] = lambda n=n: chord_with_result(cluster, n)
+        figures = alternate(reps, sides)
         delta = counter_delta(cluster.settled_counters(), before)
         plain, ours = median(figures["plain"]), median(figures["ours"])
         events = delta["events_processed"] / reps
@@ -68,6 +88,14 @@ def measure(cluster: Cluster, ns: list[int], reps: int) -> list[Row]:
                                "per rep ours": [round(t, 2) for t in figures["ours"]],
                                "wake-up episode tasks per fan-out": round(wakeups, 1),
                                "cache misses per fan-out": delta["misses"] / reps}))
+        if with_result:
+            stored = median(figures["chord + result"])
+            log(f"fanout {cluster.backend.name} N={n}: chord + result {stored:.2f} s, ours "
+                f"{ours:.2f} s, ratio {ours / stored:.2f}")
+            rows.append(Row("fanout (chord + result)", cluster.backend.name, n, "s", stored, ours,
+                            RATIO_LIMIT, f"ours/chord with its result stored <= {RATIO_LIMIT}",
+                            extra={"per rep plain": [round(t, 2)
+                                                     for t in figures["chord + result"]]}))
         rows.append(Row("fanout replay", cluster.backend.name, n, "events / N", None,
                         events / n, EVENTS_LIMIT + COLD_STARTS / n,
                         f"history events processed <= {EVENTS_LIMIT:.0f}N + {COLD_STARTS}",

@@ -190,8 +190,7 @@ class Cluster:
         (folder / "control").mkdir(parents=True)
         # as the example project's embedded setup (example_project/app.py)
         return "filesystem://", {"data_folder_in": str(folder), "data_folder_out": str(folder),
-                                 "control_folder": str(folder / "control"),
-                                 "polling_interval": 0.05}
+                                 "control_folder": str(folder / "control")}
 
     def _start(self) -> None:
         stack = self._stack

@@ -5,7 +5,8 @@ Usage: ``.venv/bin/python bench/run.py [--quick] [--only seq,fanout,...]`` (``ma
 ``bench/results.png`` (``results-quick.*`` with ``--quick``), and exits with status 1 when a
 target is missed (or could not be measured: a service is down).
 
-Workloads (one module each): seq and embedded (N sequential steps), fanout (N at once, then
+Workloads (one module each): seq and embedded (N sequential steps; embedded also against a
+plain chain on a Redis cluster started beside it, the "embedded hop" row), fanout (N at once, then
 fan-in), many (N orchestrations of 3 steps), timers (N one-second sleeps), events (external
 event to the next activity); seq (N = 100) and many again with local activities
 (``ctx.call_local_activity``, rows marked "local activities"). One worker subprocess per backend runs both sides; see harness.py.
@@ -50,13 +51,15 @@ class Plan:
     events_rounds: int
     embedded_ns: list[int]
     embedded_reps: int
+    embedded_hop_n: int
 
 
 FULL = Plan(seq_ns=[100, 1000], seq_reps=5, fanout_ns=[1000, 3000, 10000], fanout_reps=3,
             many_n=1000, many_reps=3, timers_n=1000, events_rounds=30, embedded_ns=[100],
-            embedded_reps=3)
+            embedded_reps=3, embedded_hop_n=100)
 QUICK = Plan(seq_ns=[20, 100], seq_reps=2, fanout_ns=[100, 400], fanout_reps=1, many_n=100,
-             many_reps=1, timers_n=100, events_rounds=10, embedded_ns=[30], embedded_reps=1)
+             many_reps=1, timers_n=100, events_rounds=10, embedded_ns=[30], embedded_reps=1,
+             embedded_hop_n=30)
 
 WORKLOADS = ["seq", "fanout", "many", "timers", "events", "embedded"]
 
@@ -81,7 +84,9 @@ def steps(plan: Plan) -> dict[str, list[tuple[str, Callable[[Cluster], list[Row]
                      ("seq", lambda c: seq.measure_local(c, [n for n in plan.seq_ns if n <= 100][-1:],
                                                    plan.seq_reps))],
         "embedded": [("embedded", lambda c: embedded.measure(c, plan.embedded_ns,
-                                                             plan.embedded_reps))],
+                                                             plan.embedded_reps)),
+                     ("embedded", lambda c: embedded.measure_hop(c, plan.embedded_hop_n,
+                                                                 plan.embedded_reps))],
     }
 
 

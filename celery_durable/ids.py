@@ -4,7 +4,6 @@ is written, as payloads are (`celery_durable.payload`)."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -14,20 +13,21 @@ from celery_durable.payload import to_json
 
 #: longest instance id or event name (characters), as the store's key columns hold
 MAX_KEY_LENGTH = 256
-_NO_WHITESPACE = re.compile(r"[^\s]+")
-#: control characters (C0, DEL, C1) and lone surrogates, which no database stores as text
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cs"})
+#: control characters (C0, DEL, C1: Unicode category Cc) and lone surrogates (Cs), which no
+#: database stores as text
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: an instance id: 1 to MAX_KEY_LENGTH characters, neither whitespace nor `_UNSAFE`
+_INSTANCE_ID = re.compile(rf"[^\s\x00-\x1f\x7f-\x9f\ud800-\udfff]{{1,{MAX_KEY_LENGTH}}}")
 
 
 def _unsafe(text: str) -> bool:
-    return any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in text)
+    return _UNSAFE.search(text) is not None
 
 
 def check_instance_id(instance_id: Any) -> str:
     """Return ``instance_id``, or raise `InvalidInstanceIdError` if it is not a string of 1 to
     256 characters without whitespace or control characters."""
-    if not (isinstance(instance_id, str) and 1 <= len(instance_id) <= MAX_KEY_LENGTH
-            and _NO_WHITESPACE.fullmatch(instance_id) and not _unsafe(instance_id)):
+    if not (isinstance(instance_id, str) and _INSTANCE_ID.fullmatch(instance_id)):
         raise InvalidInstanceIdError(
             f"instance id must be a string of 1 to {MAX_KEY_LENGTH} characters without spaces "
             f"or control characters, got {_shown(instance_id)}")

@@ -243,37 +243,37 @@ def _plain(value: Any, objects: bool = True) -> Any:
 
 def input_annotation(fn: Callable[..., Any]) -> Any:
     """The annotation of the second positional parameter of ``fn(ctx, input)``, or None.
-
-    Looked up once per function (a start and every local activity need it: `inspect` and
-    `typing.get_type_hints` cost hundreds of calls); weakly, so that the functions of tests or
-    reloaded modules are not kept alive."""
+    Kept per function once resolved (an activity's input is decoded at every run)."""
+    if not isinstance(fn, types.FunctionType):  # e.g. an entity's bound method: not kept
+        return _input_annotation(fn)[0]
     try:
         return _ANNOTATIONS[fn]
     except KeyError:
         pass
-    except TypeError:  # not weakly referenceable (e.g. a builtin), or unhashable
-        return _input_annotation(fn)
-    annotation = _ANNOTATIONS[fn] = _input_annotation(fn)
+    annotation, resolved = _input_annotation(fn)
+    if resolved:  # an unresolvable forward reference may resolve later
+        _ANNOTATIONS[fn] = annotation
     return annotation
 
 
 _ANNOTATIONS: weakref.WeakKeyDictionary[Callable[..., Any], Any] = weakref.WeakKeyDictionary()
 
 
-def _input_annotation(fn: Callable[..., Any]) -> Any:
+def _input_annotation(fn: Callable[..., Any]) -> tuple[Any, bool]:
+    """`input_annotation` of ``fn``, and whether it resolved."""
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     try:
         params = [p for p in inspect.signature(fn).parameters.values() if p.kind in positional]
     except (TypeError, ValueError):
-        return None
+        return None, True
     if len(params) < 2 or params[1].annotation is inspect.Parameter.empty:
-        return None
+        return None, True
     raw = params[1].annotation
     fallback = None if isinstance(raw, str) else raw
     try:
-        return typing.get_type_hints(fn).get(params[1].name, fallback)
+        return typing.get_type_hints(fn).get(params[1].name, fallback), True
     except Exception:  # unresolvable forward reference, or not a plain function
-        return fallback
+        return fallback, False
 
 
 def dumps(value: Any) -> str:

@@ -31,7 +31,7 @@ if BROKER_URL.startswith("filesystem"):
     folder.mkdir(parents=True, exist_ok=True)
     app.conf.broker_transport_options = {
         "data_folder_in": str(folder), "data_folder_out": str(folder),
-        "control_folder": str(HERE / "control"), "polling_interval": 0.05,
+        "control_folder": str(HERE / "control"),
     }
     (HERE / "control").mkdir(parents=True, exist_ok=True)
 

@@ -11,8 +11,20 @@ may still be writing it) and retries it on later polls. A file unreadable for
 ``unreadable_grace_period`` seconds (by mtime) is renamed to ``<name>.bad`` so
 that it cannot block the queue forever.
 
+A consumer waiting for messages is told of new files instead of polling for
+them: on Linux an inotify watch on ``data_folder_in``
+(:mod:`celery_durable.runtime.folder_watch`) wakes it when a message file is
+renamed or written into the folder, whichever process wrote it; it still
+rescans every ``polling_interval`` seconds (default 1) as a safety net, e.g.
+for writers on another host of a network filesystem. Without inotify (another
+OS, ``"inotify": False``, or the watch could not be made: logged at DEBUG) it
+polls every ``polling_interval`` seconds (default 0.1), and a message
+published by the same process still wakes it at once. Acknowledging or
+rejecting a message wakes a consumer held back by its prefetch limit.
+
 Transport options: kombu's ``data_folder_in``, ``data_folder_out``,
-``store_processed``, ``processed_folder`` and ``control_folder``, plus
+``store_processed``, ``processed_folder``, ``control_folder`` and
+``polling_interval``, plus ``inotify`` (default True; False to poll),
 ``unreadable_grace_period`` (seconds, default 30) and ``fsync`` (fsync each
 message file and its folder before it becomes visible, default False).
 
@@ -43,12 +55,18 @@ from kombu.transport import filesystem as kombu_filesystem
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
-__all__ = ["Channel", "Transport", "install", "DEFAULT_UNREADABLE_GRACE_PERIOD"]
+from celery_durable.runtime import folder_watch
+
+__all__ = ["Channel", "QoS", "Transport", "install", "DEFAULT_UNREADABLE_GRACE_PERIOD"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds an unreadable message file may stay in the queue before it is set aside.
 DEFAULT_UNREADABLE_GRACE_PERIOD = 30.0
+#: Seconds between rescans of the folder when the kernel reports new files (inotify).
+NOTIFIED_RESCAN_INTERVAL = 1.0
+#: Seconds between polls of the folder without inotify.
+DEFAULT_POLLING_INTERVAL = 0.1
 
 _ALIAS = "filesystem"
 _TARGET = "celery_durable.runtime.filesystem:Transport"
@@ -56,8 +74,28 @@ _BAD_SUFFIX = ".bad"
 _sequence = itertools.count()  # keeps one process's messages FIFO within a millisecond
 
 
+class QoS(virtual.QoS):
+    """kombu's QoS that wakes its consumer when an ack or a reject makes room under the
+    prefetch limit (acks come from other threads, e.g. a prefork pool's result handler)."""
+
+    def ack(self, delivery_tag: Any) -> None:
+        super().ack(delivery_tag)
+        self._made_room()
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        super().reject(delivery_tag, requeue=requeue)
+        self._made_room()
+
+    def _made_room(self) -> None:
+        transport = self.channel.connection
+        if self.prefetch_count and transport is not None:
+            transport.wake()
+
+
 class Channel(kombu_filesystem.Channel):
     """Filesystem channel that publishes atomically and survives unreadable files."""
+
+    QoS = QoS
 
     # kombu's defaults ('data_in' to write, 'data_out' to read) deliver nothing on a bare
     # ``filesystem://`` URL; without options, one folder serves both ways and is created.
@@ -74,9 +112,11 @@ class Channel(kombu_filesystem.Channel):
         return Path(self._folder("control_folder", os.path.join(DEFAULT_FOLDER, "control")))
 
     def _folder(self, option: str, default: str = "") -> str:
-        folder = str(self.transport_options.get(option) or default or DEFAULT_FOLDER)
-        os.makedirs(folder, exist_ok=True)
-        return folder
+        return _folder(self.transport_options, option, default)
+
+    @cached_property
+    def _written_folder(self) -> str:
+        return os.path.abspath(self.data_folder_out)
 
     @cached_property
     def unreadable_grace_period(self) -> float:
@@ -116,6 +156,7 @@ class Channel(kombu_filesystem.Channel):
                 _fsync_folder(folder)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+        folder_watch.notify_written(self._written_folder)
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
         """Return the oldest readable message of ``queue``; skip files that are not."""
@@ -202,9 +243,62 @@ class Transport(kombu_filesystem.Transport):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
-        folder = os.path.abspath(client.transport_options.get("control_folder")
+        options = client.transport_options
+        folder = os.path.abspath(options.get("control_folder")
                                  or os.path.join(DEFAULT_FOLDER, "control"))
         self.state = self._states.setdefault(folder, virtual.BrokerState())
+        self.inotify = bool(options.get("inotify", True))
+        self._options = options
+        self._interval_option: float | None = options.get("polling_interval")
+        self._watch: folder_watch.FolderWatch | None = None
+
+    def drain_events(  # type: ignore[override]  # kombu's base takes **kwargs; virtual's timeout
+        self, connection: Any, timeout: float | None = None
+    ) -> None:
+        """Deliver one message; between empty scans wait on the folder's watch (not a sleep)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        assert self.cycle is not None  # set by kombu's __init__
+        get = self.cycle.get
+        watch = self._current_watch()  # before the first scan: nothing written after it is missed
+        while True:
+            try:
+                get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                pass
+            wait = self._wait_interval(watch)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError()  # socket.timeout, as kombu raises
+                wait = min(wait, remaining)
+            watch.wait(wait)
+
+    def wake(self) -> None:
+        """Make this process's wait in `drain_events` return at once (any thread)."""
+        watch = self._watch
+        if watch is not None and watch.pid == os.getpid():
+            watch.wake()
+
+    def close_connection(self, connection: Any) -> None:
+        super().close_connection(connection)
+        watch, self._watch = self._watch, None
+        if watch is not None and watch.pid == os.getpid():
+            watch.close()
+
+    def _current_watch(self) -> folder_watch.FolderWatch:
+        """This process's watch on ``data_folder_in``, made on first use and after a fork."""
+        watch = self._watch
+        if watch is None or watch.pid != os.getpid():
+            folder = _folder(self._options, "data_folder_in")
+            watch = self._watch = folder_watch.watch(folder, inotify=self.inotify,
+                                                     suffix=".msg")
+        return watch
+
+    def _wait_interval(self, watch: folder_watch.FolderWatch) -> float:
+        if self._interval_option is not None:
+            return float(self._interval_option)
+        return NOTIFIED_RESCAN_INTERVAL if watch.notified else DEFAULT_POLLING_INTERVAL
 
 
 DEFAULT_FOLDER = "celery_broker"
@@ -217,6 +311,14 @@ def install() -> None:
     """
     kombu_transports.TRANSPORT_ALIASES[_ALIAS] = _TARGET
     kombu_transports._transport_cache.pop(_ALIAS, None)  # get_transport_cls memoizes
+
+
+def _folder(options: dict[str, Any], option: str, default: str = "") -> str:
+    """The folder a transport option names (default: ``default``, else `DEFAULT_FOLDER`),
+    created if missing."""
+    folder = str(options.get(option) or default or DEFAULT_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def _fsync_folder(folder: str) -> None:

@@ -8,7 +8,6 @@ worker can be asked whether it holds one (`celery_durable.runtime.redispatch`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -16,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from celery_durable import tracing
 from celery_durable.engine.actions import ScheduleActivity, ScheduleTask
 from celery_durable.engine.history import utc
+from celery_durable.runtime.publisher import BATCH as BATCH  # most messages a batch holds
+from celery_durable.runtime.publisher import publisher
 
 if TYPE_CHECKING:
     from celery_durable.runtime.durable import Durable
@@ -36,9 +36,6 @@ DURABLE_HEADER = "durable"
 REDISPATCH_HEADER = "durable_redispatch"
 
 Message = dict[str, Any]
-
-#: Most messages one publish batch buffers before it sends them (see `publish`).
-BATCH = 500
 
 
 def episode_message(instance_id: str, name: str, queue: str | None, *,
@@ -115,25 +112,10 @@ def timer_message(instance_id: str, execution_id: str, task_id: int, fire_at: da
 
 
 def publish(app: Celery, messages: Iterable[Message]) -> None:
-    """Send messages through one pooled producer; several at once in kombu's publish batches
-    (`Producer.batch`: on Redis one pipeline per ``BATCH`` messages instead of a round trip
-    each; transports without batches publish each at once). Should a batch fail, the caller
-    keeps its outbox rows and the sweeper publishes them again."""
-    messages = list(messages)
-    if not messages:
-        return
-    with app.producer_or_acquire() as producer:
-        batching = len(messages) > 1 and hasattr(producer, "batch")  # kombu 5.7 and later
-        with producer.batch(BATCH) if batching else contextlib.nullcontext():
-            for message in messages:
-                options = dict(message.get("options") or {})
-                if "eta" in options:
-                    options["eta"] = datetime.fromisoformat(options["eta"])
-                # JSON whatever the app's task_serializer: workers refuse anything else
-                with tracing.sending(options.get("headers")):
-                    app.send_task(message["task"], args=message.get("args") or [],
-                                  kwargs=message.get("kwargs") or {}, producer=producer,
-                                  serializer="json", **options)
+    """Send messages as ``app.send_task`` would, in kombu's publish batches
+    (`celery_durable.runtime.publisher`). Should a batch fail, the caller keeps its outbox rows
+    and the sweeper publishes them again."""
+    publisher(app).publish(messages)
 
 
 def publish_committed(durable: Durable, outbox: list[Message], ids: list[int]) -> None:

@@ -41,9 +41,13 @@ from celery_durable.store.writes import (
 
 log = logging.getLogger(__name__)
 
-#: Most history or outbox rows a PostgreSQL commit writes in its single statement (bigger
-#: episodes, e.g. wide fan-outs, use one statement per table, batched by SQLAlchemy).
+#: Most outbox rows a PostgreSQL commit writes in its single statement (bigger episodes, e.g.
+#: wide fan-outs, use one statement per table, batched by SQLAlchemy).
 ONE_STATEMENT_ROWS = 200
+#: History rows from which a PostgreSQL commit sends them as one array per column (``unnest``)
+#: instead of a parameter per value: psycopg parses a query of over 50 parameters anew at each
+#: execution (it caches those of fewer), which costs more than building the statement.
+UNNEST_ROWS = 3
 
 # The hot path's statements, built once (SQLAlchemy then reuses their compiled forms).
 _INBOX_COLUMNS = (inbox.c.id, inbox.c.dedup_key, inbox.c.execution_id, inbox.c.event)
@@ -247,7 +251,9 @@ class Episode:
         conn = self._conn
         if rows.drop_timers:
             conn.execute(delete(timers).where(timers.c.instance_id == iid))
-        if rows.history:
+        if self._dialect == "postgresql" and len(rows.history) >= UNNEST_ROWS:
+            conn.exec_driver_sql(_UNNEST_HISTORY, _history_arrays(rows.history))
+        elif rows.history:
             conn.execute(_INSERT_HISTORY, rows.history)
         for part in chunks(rows.consumed):
             conn.execute(delete(inbox).where(inbox.c.instance_id == iid, inbox.c.id.in_(part)))
@@ -267,6 +273,11 @@ class Episode:
         if self._dialect == "sqlite":
             return sorted(int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS_SQLITE, rows)
                           .scalars())
+        if self._dialect == "postgresql" and len(rows) >= UNNEST_ROWS:  # ids ascend in order
+            params = {"iid": rows[0]["instance_id"], "at": rows[0]["created_at"],
+                      "messages": [row["message"] for row in rows]}
+            return sorted(int(i) for i in self._conn.exec_driver_sql(_UNNEST_OUTBOX, params)
+                          .scalars())
         return [int(i) for i in self._conn.execute(_INSERT_OUTBOX_IDS, rows).scalars()]
 
 
@@ -282,8 +293,9 @@ class _Rows:
     drop_timers: bool = False
 
     def fit_one_statement(self) -> bool:
-        return (len(self.history) <= ONE_STATEMENT_ROWS and len(self.outbox) <= ONE_STATEMENT_ROWS
-                and len(self.consumed) <= CHUNK and len(self.acked) <= CHUNK)
+        # history rows of any number fit: from UNNEST_ROWS on they go as arrays
+        return (len(self.outbox) <= ONE_STATEMENT_ROWS and len(self.consumed) <= CHUNK
+                and len(self.acked) <= CHUNK)
 
 
 def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any], rows: _Rows,
@@ -291,14 +303,17 @@ def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any], 
     """PostgreSQL: the history insert, the inbox, outbox and timer deletes, the outbox insert
     and the instance's update as one statement (data-modifying CTEs): one round trip for a
     step; with ``commit``, COMMIT goes in the same round trip (store/pipelines.py)."""
-    sql = _one_statement_sql(tuple(sorted(values)), bool(rows.history), bool(rows.consumed),
-                             bool(rows.acked), len(rows.outbox), rows.drop_timers)
+    unnest = len(rows.history) >= UNNEST_ROWS
+    sql = _one_statement_sql(tuple(sorted(values)), -1 if unnest else len(rows.history),
+                             bool(rows.consumed), bool(rows.acked), len(rows.outbox),
+                             rows.drop_timers)
     params: dict[str, Any] = {"b_iid": iid, "consumed": rows.consumed, "acked": rows.acked}
     params.update((f"v_{column}", value) for column, value in values.items())
-    if rows.history:
-        params.update(_history_params(rows.history))
-    for i, row in enumerate(rows.outbox):
-        params.update((f"o{i}_{column}", value) for column, value in row.items())
+    if unnest:
+        params.update(_history_arrays(rows.history))
+    for prefix, table_rows in (("h", [] if unnest else rows.history), ("o", rows.outbox)):
+        for i, row in enumerate(table_rows):
+            params.update((f"{prefix}{i}_{column}", value) for column, value in row.items())
     if commit:
         returned = pipelines.write_and_commit(conn, sql, params)
     else:
@@ -311,13 +326,14 @@ def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any], 
 
 
 @lru_cache(maxsize=512)
-def _one_statement_sql(columns: tuple[str, ...], has_history: bool, consumed: bool, acked: bool,
+def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool, acked: bool,
                        n_outbox: int, drop_timers: bool = False) -> str:
     # SQL text built once per shape: SQLAlchemy does not cache the compiled form of statements
     # with data-modifying CTEs, and compiling one costs more than the round trips it saves.
     ctes = []
-    if has_history:
-        ctes.append(_history_cte())
+    if n_history:  # -1: as arrays (_history_arrays)
+        ctes.append("new_history AS (" + (_UNNEST_HISTORY if n_history < 0 else
+                    _insert_sql(history.name, _HISTORY_COLUMNS, "h", n_history)) + ")")
     if consumed:
         ctes.append(f"consumed AS (DELETE FROM {inbox.name} WHERE instance_id = %(b_iid)s "
                     "AND id = ANY(%(consumed)s))")
@@ -335,29 +351,34 @@ def _one_statement_sql(columns: tuple[str, ...], has_history: bool, consumed: bo
     return f"WITH {', '.join(ctes)} {sql}" if ctes else sql
 
 
-#: the history columns of an episode's events, one array each (the instance and execution are
-#: the same for all), with their PostgreSQL types
-_HISTORY_ARRAYS = (("seq", "integer"), ("kind", "varchar"), ("timestamp", "timestamp"),
-                   ("task_id", "integer"), ("name", "varchar"), ("data", "text"))
-
-
-def _history_cte() -> str:
-    """The CTE inserting an episode's history rows, whatever their number, from one array per
-    column (`_history_params`): one SQL text, so that psycopg prepares it once."""
-    columns = ", ".join(column for column, _ in _HISTORY_ARRAYS)
-    arrays = ", ".join(f"%(h_{column})s::{kind}[]" for column, kind in _HISTORY_ARRAYS)
-    return (f"new_history AS (INSERT INTO {history.name} (instance_id, execution_id, {columns}) "
-            f"SELECT %(b_iid)s::varchar, %(h_execution_id)s::varchar, {columns} "
-            f"FROM unnest({arrays}) AS h ({columns}))")
-
-
-def _history_params(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    params = {f"h_{column}": [row[column] for row in rows] for column, _ in _HISTORY_ARRAYS}
-    params["h_execution_id"] = rows[0]["execution_id"]
-    return params
-
-
+_HISTORY_COLUMNS = ("instance_id", "execution_id", "seq", "kind", "timestamp", "task_id", "name",
+                    "data")
 _OUTBOX_COLUMNS = ("instance_id", "message", "created_at")
+# PostgreSQL: history rows as one array per column (the instance and execution are the same in
+# every row); `_history_arrays` gives its parameters. Arrays go in binary (%b): psycopg escapes
+# each element of a text-format array with a regular expression.
+_UNNEST_HISTORY = (
+    f"INSERT INTO {history.name} ({', '.join(_HISTORY_COLUMNS)}) "
+    "SELECT %(hu_instance_id)s, %(hu_execution_id)s, u.* FROM unnest(%(hu_seq)b::integer[], "
+    "%(hu_kind)b::varchar[], %(hu_timestamp)b::timestamp[], %(hu_task_id)b::integer[], "
+    "%(hu_name)b::varchar[], %(hu_data)b::text[]) AS u")
+
+
+# PostgreSQL: the many outbox rows of one episode (same instance and time) as one array
+_UNNEST_OUTBOX = (
+    f"INSERT INTO {outbox.name} (instance_id, message, created_at) "
+    "SELECT %(iid)s, u.message, %(at)s FROM unnest(%(messages)b::text[]) "
+    "WITH ORDINALITY AS u(message, n) ORDER BY u.n RETURNING id")
+
+
+def _history_arrays(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of `_UNNEST_HISTORY` for ``rows`` (`history_row` dicts of one
+    execution)."""
+    params: dict[str, Any] = {"hu_instance_id": rows[0]["instance_id"],
+                              "hu_execution_id": rows[0]["execution_id"]}
+    for column in _HISTORY_COLUMNS[2:]:
+        params[f"hu_{column}"] = [row[column] for row in rows]
+    return params
 
 
 def _insert_sql(table: str, columns: tuple[str, ...], prefix: str, n: int) -> str:

@@ -4,7 +4,8 @@ transfers between ledger entities run in critical sections. What must hold: ever
 completes, the total is conserved, no account goes below zero, no operation is applied twice
 (each ledger counts the operation ids it saw again), and no lock is left held.
 
-``make test`` runs a short version; ``make chaos`` (marker ``chaos``) a long one."""
+``make chaos`` (marker ``chaos``) runs a short version and a long one; ``make test`` relies on
+``test_entities_workers``' single kill."""
 
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ def run_transfers(cluster: Cluster, accounts: int, count: int, seconds: float,
     return kills
 
 
+@pytest.mark.chaos
 def test_transfers_under_random_worker_kills_short(tmp_path: Path) -> None:
     with _cluster("postgresql-redis", tmp_path) as cluster:
         run_transfers(cluster, accounts=5, count=50, seconds=10, seed=3)

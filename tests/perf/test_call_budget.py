@@ -2,7 +2,8 @@
 activity step (the activity task runs the function, records its completion and runs the next
 episode inline, which commits and publishes the next activity) and one local activity step
 (``ctx.call_local_activity``: run inside the episode; the cost of a batch divided by its
-length), in this process with the real runtime (`perf_driver.InProcessWorker`).
+length), and a fan-out's first episode per activity it schedules and publishes, in this process
+with the real runtime (`perf_driver.InProcessWorker`).
 
 The budgets are the counts measured when they were set plus some headroom: a change that adds
 work to every step (a statement built anew each time, a repeated lookup, another pass over the
@@ -17,12 +18,13 @@ import statistics
 from typing import Any
 
 from perf_driver import InProcessWorker, is_activity, sequence
+from test_fan_in_costs import fan_out
 from test_local_step_costs import local_sequence
 
 from celery_durable import Durable, OrchestrationStatus
 
 #: function calls per step, at most: (remote activity step, local activity step), per store
-BUDGET = {"postgresql": (3_000, 800), "sqlite": (3_000, 400)}
+BUDGET = {"postgresql": (2_100, 240), "sqlite": (2_200, 200)}
 STEPS = 40
 
 
@@ -65,3 +67,21 @@ def test_function_calls_per_remote_and_local_step(durable: Durable) -> None:
           f"local activity {local:.0f} (an episode of 1: {one}, of {batch}: {full})")
     assert remote <= remote_budget, remote
     assert local <= local_budget, local
+
+
+#: function calls of a fan-out's first episode, per activity it schedules (and publishes), at most
+FAN_OUT_BUDGET = {"postgresql": 475, "sqlite": 445}
+FAN_OUT = 300
+
+
+def test_function_calls_per_activity_of_a_fan_out_first_episode(durable: Durable) -> None:
+    with InProcessWorker(durable).running() as worker:
+        durable.client.schedule_new_orchestration(fan_out, input=2)
+        worker.drain()  # warm: imports, caches, the queue's declaration
+        durable.client.schedule_new_orchestration(fan_out, input=FAN_OUT)
+        calls = _calls(worker.step)
+        assert len(worker.queue) == FAN_OUT and all(is_activity(m) for m in worker.queue)
+    per_activity = calls / FAN_OUT
+    print(f"function calls of a fan-out's first episode ({_backend(durable)}): {calls}, "
+          f"{per_activity:.0f} per activity")
+    assert per_activity <= FAN_OUT_BUDGET[_backend(durable)], per_activity

@@ -18,12 +18,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 PROBE = Path(__file__).with_name("memory_probe.py")
 TOTAL = 10_000
 CHECKPOINT = 1_000
 CACHE_SIZE = 1_000  # the default of durable_state_cache_size
 
 
+@pytest.mark.chaos  # a long run (a minute): make chaos, not make test
 def test_memory_is_flat_from_1000_to_10000_completed_orchestrations() -> None:
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as folder:

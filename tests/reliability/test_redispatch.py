@@ -70,7 +70,8 @@ def test_the_activity_of_a_killed_worker_is_rerun_within_the_bound(tmp_path: Pat
             assert took < BOUND + 15
 
 
-@pytest.mark.parametrize("backend", ["postgresql-redis", "sqlite-filesystem"])
+@pytest.mark.parametrize("backend", ["postgresql-redis",
+                                     pytest.param("sqlite-filesystem", marks=pytest.mark.chaos)])
 def test_an_activity_a_live_worker_runs_is_not_redispatched(tmp_path: Path,
                                                             backend: str) -> None:
     with crash_cluster(tmp_path, backend, CONF) as cluster:
