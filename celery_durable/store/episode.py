@@ -139,12 +139,14 @@ class Episode:
 
     def load_history(self, from_seq: int = 0) -> list[HistoryEvent]:
         """The current execution's history from ``from_seq`` on, ordered by seq (one query)."""
+        self._check_open()
         params = {"iid": self.instance.instance_id, "eid": self.instance.execution_id,
                   "from_seq": from_seq}
         return [history_event(row) for row in self._conn.execute(_READ_HISTORY, params).mappings()]
 
     def recheck_inbox(self) -> list[InboxRow]:
         """Inbox rows that arrived since the episode read the inbox; they extend ``inbox``."""
+        self._check_open()
         if self._dialect == "sqlite":  # the write lock held since BEGIN IMMEDIATE kept them out
             return []
         params = {"iid": self.instance.instance_id, "after": self._max_id}

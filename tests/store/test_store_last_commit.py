@@ -53,6 +53,8 @@ def test_the_last_commit_is_visible_at_once_and_releases_the_lock(store: Store) 
                 assert other is not None and other.instance.history_len == 2
             with pytest.raises(OrchestrationStateError, match="last commit"):
                 ep.commit(EpisodeCommit(status=RUNNING), last=True)
+            with pytest.raises(OrchestrationStateError, match="last commit"):
+                ep.recheck_inbox()
     assert store.get_instance("last").history_len == 2  # type: ignore[union-attr]
     assert count(store, outbox, "last") == 1 and count(store, timers, "last") == 1
     assert inst.history_len == 1
