@@ -65,6 +65,12 @@ _PEEK_INSTANCE = {
 _READ_INBOX = (select(*_INBOX_COLUMNS).where(inbox.c.instance_id == bindparam("iid"))
                .order_by(inbox.c.id))
 _CLEAR_WAKEUP = delete(wakeups).where(wakeups.c.instance_id == bindparam("iid"))
+# PostgreSQL, a woken episode: wait for the instance's lock, then release its wake-up claim, in
+# one statement (the DELETE reads the locked row, so it runs once the lock is held)
+_LOCKED = _LOCK_INSTANCE[False].cte("locked")
+_LOCK_AND_CLEAR = select(_LOCKED).add_cte(
+    delete(wakeups).where(wakeups.c.instance_id.in_(select(_LOCKED.c.instance_id)))
+    .cte("cleared"))
 _RECHECK_INBOX = (select(*_INBOX_COLUMNS)
                   .where(inbox.c.instance_id == bindparam("iid"), inbox.c.id > bindparam("after"))
                   .order_by(inbox.c.id))
@@ -430,17 +436,26 @@ def _lock(conn: Connection, dialect: str, instance_id: str, wait: bool,
     lock: such rows wait for it, as they would have had this episode run a moment earlier. A
     stale "has rows" only costs the read. On SQLite the answer is exact (the transaction holds
     the write lock); MySQL/MariaDB always read the inbox.
+
+    A woken episode on PostgreSQL takes the lock and releases the wake-up claim in one
+    statement (`_LOCK_AND_CLEAR`): the claim's DELETE reads the locked row, so it runs once the
+    lock is held, as the two statements did. Its snapshot is the statement's: a claim made
+    while the lock was awaited is not seen and stays, which is sound (its wake-up is on its
+    way; this episode reads the inbox rows written with it by the next statement anyway).
     """
     params = {"iid": instance_id}
     peek = _PEEK_INSTANCE.get(dialect) if not wait and not clear_wakeup else None
+    cleared = clear_wakeup and wait and dialect == "postgresql"
     if peek is not None:
         query = peek
+    elif cleared:
+        query = _LOCK_AND_CLEAR
     else:
         query = _READ_INSTANCE if dialect == "sqlite" else _LOCK_INSTANCE[not wait]
     row = conn.execute(query, params).mappings().first()
     if row is None:
         return None, []
-    if clear_wakeup:  # before the inbox is read: see Store.request_wakeup
+    if clear_wakeup and not cleared:  # before the inbox is read: see Store.request_wakeup
         conn.execute(_CLEAR_WAKEUP, params)
     if peek is not None and not row["inbox_waiting"]:
         return row, []
