@@ -40,8 +40,8 @@ from celery_durable.store.writes import (
 
 log = logging.getLogger(__name__)
 
-#: Most outbox rows a PostgreSQL commit writes in its single statement (bigger episodes, e.g.
-#: wide fan-outs, use one statement per table, batched by SQLAlchemy).
+#: Most outbox or timer rows a PostgreSQL commit writes in its single statement (bigger episodes,
+#: e.g. wide fan-outs, use one statement per table, batched by SQLAlchemy).
 ONE_STATEMENT_ROWS = 200
 #: History rows from which a PostgreSQL commit sends them as one array per column (``unnest``)
 #: instead of a parameter per value: psycopg parses a query of over 50 parameters anew at each
@@ -189,15 +189,12 @@ class Episode:
                           version=started.data.get("version"))
         first_seq = 0 if outcome.new_execution is not None else inst.history_len
         _check_seqs(iid, outcome.new_events, first_seq)
-        if outcome.delete_timers:
-            conn.execute(delete(timers).where(timers.c.instance_id == iid))
-        if outcome.timers:
-            conn.execute(insert(timers), [
-                {"instance_id": iid, "execution_id": execution_id, "task_id": timer.task_id,
-                 "fire_at": to_db_time(timer.fire_at),
-                 "dispatched_at": None if timer.dispatched_at is None
-                 else to_db_time(timer.dispatched_at)}
-                for timer in outcome.timers])
+        timer_rows = [
+            {"instance_id": iid, "execution_id": execution_id, "task_id": timer.task_id,
+             "fire_at": to_db_time(timer.fire_at),
+             "dispatched_at": None if timer.dispatched_at is None
+             else to_db_time(timer.dispatched_at)}
+            for timer in outcome.timers]
         if outcome.children:
             created = create_instances(conn, self._dialect, outcome.children, at)
             self.refused_children.extend(rec.instance_id for (rec, _), ok
@@ -213,6 +210,7 @@ class Episode:
                       completed_at=completed_at, history_len=history_len,
                       updated_at=to_db_time(at))
         rows = _Rows(
+            delete_timers=outcome.delete_timers, timers=timer_rows,
             history=[history_row(iid, execution_id, event) for event in outcome.new_events],
             consumed=[i for i in outcome.consumed_inbox_ids if i is not None],
             acked=self.outbox_acks,
@@ -236,6 +234,10 @@ class Episode:
 
     def _write_statements(self, iid: str, values: dict[str, Any], rows: _Rows) -> list[int]:
         conn = self._conn
+        if rows.delete_timers:
+            conn.execute(delete(timers).where(timers.c.instance_id == iid))
+        if rows.timers:
+            conn.execute(insert(timers), rows.timers)
         if self._dialect == "postgresql" and len(rows.history) >= UNNEST_ROWS:
             conn.exec_driver_sql(_UNNEST_HISTORY, _history_arrays(rows.history))
         elif rows.history:
@@ -268,31 +270,39 @@ class Episode:
 
 @dataclass
 class _Rows:
-    """The rows an episode's commit inserts or deletes besides the instance's update."""
+    """The rows an episode's commit inserts or deletes besides the instance's update
+    (``delete_timers``: all of the instance's timers, before ``timers`` are inserted)."""
 
+    delete_timers: bool
+    timers: list[dict[str, Any]]
     history: list[dict[str, Any]]
     consumed: list[int]
     acked: list[int]
     outbox: list[dict[str, Any]]
 
     def fit_one_statement(self) -> bool:
-        # history rows of any number fit: from UNNEST_ROWS on they go as arrays
-        return (len(self.outbox) <= ONE_STATEMENT_ROWS and len(self.consumed) <= CHUNK
-                and len(self.acked) <= CHUNK)
+        # history rows of any number fit: from UNNEST_ROWS on they go as arrays; a timer
+        # deleted and inserted again in one statement would break its unique key
+        return (len(self.outbox) <= ONE_STATEMENT_ROWS and len(self.timers) <= ONE_STATEMENT_ROWS
+                and not (self.delete_timers and self.timers)
+                and len(self.consumed) <= CHUNK and len(self.acked) <= CHUNK)
 
 
 def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any],
                             rows: _Rows) -> list[int]:
-    """PostgreSQL: the history insert, the inbox and outbox deletes, the outbox insert and the
-    instance's update as one statement (data-modifying CTEs): one round trip for a step."""
+    """PostgreSQL: the timers' delete or insert, the history insert, the inbox and outbox
+    deletes, the outbox insert and the instance's update as one statement (data-modifying
+    CTEs): one round trip for a step."""
     unnest = len(rows.history) >= UNNEST_ROWS
     sql = _one_statement_sql(tuple(sorted(values)), -1 if unnest else len(rows.history),
-                             bool(rows.consumed), bool(rows.acked), len(rows.outbox))
+                             bool(rows.consumed), bool(rows.acked), len(rows.outbox),
+                             rows.delete_timers, len(rows.timers))
     params: dict[str, Any] = {"b_iid": iid, "consumed": rows.consumed, "acked": rows.acked}
     params.update((f"v_{column}", value) for column, value in values.items())
     if unnest:
         params.update(_history_arrays(rows.history))
-    for prefix, table_rows in (("h", [] if unnest else rows.history), ("o", rows.outbox)):
+    for prefix, table_rows in (("h", [] if unnest else rows.history), ("o", rows.outbox),
+                               ("t", rows.timers)):
         for i, row in enumerate(table_rows):
             params.update((f"{prefix}{i}_{column}", value) for column, value in row.items())
     result = conn.exec_driver_sql(sql, params)
@@ -303,10 +313,14 @@ def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any],
 
 @lru_cache(maxsize=512)
 def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool, acked: bool,
-                       n_outbox: int) -> str:
+                       n_outbox: int, delete_timers: bool = False, n_timers: int = 0) -> str:
     # SQL text built once per shape: SQLAlchemy does not cache the compiled form of statements
     # with data-modifying CTEs, and compiling one costs more than the round trips it saves.
     ctes = []
+    if delete_timers:
+        ctes.append(f"gone_timers AS (DELETE FROM {timers.name} WHERE instance_id = %(b_iid)s)")
+    if n_timers:
+        ctes.append(f"new_timers AS ({_insert_sql(timers.name, _TIMER_COLUMNS, 't', n_timers)})")
     if n_history:  # -1: as arrays (_history_arrays)
         ctes.append("new_history AS (" + (_UNNEST_HISTORY if n_history < 0 else
                     _insert_sql(history.name, _HISTORY_COLUMNS, "h", n_history)) + ")")
@@ -328,6 +342,7 @@ def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool,
 _HISTORY_COLUMNS = ("instance_id", "execution_id", "seq", "kind", "timestamp", "task_id", "name",
                     "data")
 _OUTBOX_COLUMNS = ("instance_id", "message", "created_at")
+_TIMER_COLUMNS = ("instance_id", "execution_id", "task_id", "fire_at", "dispatched_at")
 # PostgreSQL: history rows as one array per column (the instance and execution are the same in
 # every row); `_history_arrays` gives its parameters. Arrays go in binary (%b): psycopg escapes
 # each element of a text-format array with a regular expression.

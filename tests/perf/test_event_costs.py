@@ -10,7 +10,8 @@ runs the published messages in this process, with a warm state cache):
   statement, reads the inbox, commits: 3 statements on PostgreSQL, no history read;
 - a timer firing is recorded as an activity's completion is: the episode runs inline in the
   timer task, 2 statements on PostgreSQL (the lock, which tells that the inbox is empty, and
-  the commit), as an activity step.
+  the commit), as an activity step; also when it ends the orchestration (the commit deletes
+  its timers), and the episode that creates a timer writes it with its commit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def event_then_timer(ctx: Any, rounds: int) -> Any:
         yield ctx.create_timer(timedelta(seconds=1))
         yield ctx.call_activity(echo, input=value)
     return rounds
+
+
+@orchestrator(name="perf.sleep")
+def sleep(ctx: Any, _: Any = None) -> Any:
+    yield ctx.create_timer(timedelta(seconds=1))
+    return "slept"
 
 
 def _costs(durable: Durable, worker: InProcessWorker, iid: str) -> dict[str, list[str]]:
@@ -77,3 +84,25 @@ def test_an_event_and_a_timer_cost_few_statements(durable: Durable) -> None:
         assert len(last["client"]) <= 4, last["client"]
         assert len(last["episode"]) <= 8, last["episode"]
         assert len(last["timer"]) <= 8, last["timer"]
+
+
+def test_a_sleep_costs_a_woken_start_and_a_timer_of_two_statements(durable: Durable) -> None:
+    with InProcessWorker(durable).running() as worker:
+        durable.client.schedule_new_orchestration(sleep)  # warms the process (schema, caches)
+        worker.drain()
+        iid = durable.client.schedule_new_orchestration(sleep)
+        with durable.store.statement_count() as start:
+            worker.step()  # the start's episode: it creates the timer
+        assert [m.task for m in worker.queue] == [messages.TIMER_TASK]
+        with durable.store.statement_count() as timer:
+            worker.step()
+        assert not worker.queue
+    record = durable.store.get_instance(iid)
+    assert record is not None and record.status is OrchestrationStatus.COMPLETED
+    print(f"{durable.store.dialect}: start {len(start.statements)} {kinds(start.statements)}, "
+          f"timer {len(timer.statements)} {kinds(timer.statements)}")
+    if durable.store.dialect == "postgresql":
+        assert len(start.statements) == 3, start.statements  # lock and release, inbox, commit
+        assert len(timer.statements) == 2, timer.statements  # lock, commit
+    with durable.store.engine.connect() as conn:  # the timers went with the commit
+        assert conn.exec_driver_sql("SELECT count(*) FROM durable_timers").scalar_one() == 0
