@@ -13,9 +13,10 @@ connections. Its configuration comes from environment variables that `harness.Cl
 - ``BENCH_COUNTERS``: optional folder; each pool process rewrites ``<pid>.json`` (its episode
   runner's counters and per-task counts/seconds/SQL statements) every 0.1 s when they changed
 
-Plain side: ``bench.plain_noop`` (marks when given a token), ``bench.plain_member`` (a chord
-member: keeps its result), ``bench.plain_mark`` (marks the token it is given; a chord callback
-takes its header's results first). Our side: the ``bench.noop`` and ``bench.mark`` activities and
+Plain side: ``bench.plain_noop`` (marks when given a token), ``bench.plain_relay`` (sends
+``plain_noop`` on: a two-hop relay), ``bench.plain_member`` (a chord member: keeps its result),
+``bench.plain_mark`` (marks the token it is given; a chord callback takes its header's results
+first). Our side: the ``bench.noop`` and ``bench.mark`` activities and
 the orchestrators ``bench.seq``, ``bench.seq_local`` (local activities), ``bench.fanout``, ``bench.sleep`` and ``bench.events``.
 """
 
@@ -49,6 +50,7 @@ ENV_COUNTERS = "BENCH_COUNTERS"
 PLAIN_NOOP = "bench.plain_noop"
 PLAIN_MEMBER = "bench.plain_member"
 PLAIN_MARK = "bench.plain_mark"
+PLAIN_RELAY = "bench.plain_relay"
 EPISODE_TASK = "celery_durable.episode"
 TIMER_TASK = "celery_durable.timer"
 
@@ -133,6 +135,11 @@ def make_app(broker_url: str, store_url: str, queue: str, *, backend: str | None
     def plain_noop(token: str | None = None, text: str = "") -> None:
         if token:
             mark(token, text)
+
+    @app.task(name=PLAIN_RELAY, shared=False)
+    def plain_relay(token: str, text: str = "") -> None:
+        """Sends ``plain_noop`` on: the plain shape of an event (client -> task -> task)."""
+        app.send_task(PLAIN_NOOP, (token, text))
 
     @app.task(name=PLAIN_MEMBER, shared=False, ignore_result=False)
     def plain_member() -> None:

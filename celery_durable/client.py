@@ -149,9 +149,7 @@ class DurableClient(ScheduleMethods, EntityClient):
     def _require(self, instance_id: str) -> InstanceRecord:
         record = self.store.get_instance(check_instance_id(instance_id))
         if record is None:
-            raise OrchestrationNotFoundError(
-                f"no orchestration instance has id {instance_id!r}; check the id, or schedule "
-                "the orchestration first (it may also have been purged)")
+            raise _not_found(instance_id)
         return record
 
     def get_orchestration_history(self, instance_id: str) -> list[HistoryEvent]:
@@ -263,16 +261,19 @@ class DurableClient(ScheduleMethods, EntityClient):
         management.rewind(self.durable, instance_id, reason)
 
     def _send(self, instance_id: str, event: HistoryEvent, verb: str) -> None:
-        record = self._require(instance_id)
-        if record.status.is_terminal:
-            raise OrchestrationEndedError(
-                f"cannot {verb} orchestration {instance_id!r}: it has already ended "
-                f"({record.status.value})")
         item = InboxItem(f"client:{uuid.uuid4().hex}", event)
         if self.durable.settings.client_episodes:
+            record = self._require(instance_id)
+            _check_running(instance_id, record.status, verb)
             self._episode_here(instance_id, record.name, item)
-        elif self.store.deliver(instance_id, [item]):
-            self.durable.wake(instance_id, record.name)
+            return
+        # the status check and the delivery are one statement (on PostgreSQL)
+        delivery = self.store.deliver_running(check_instance_id(instance_id), [item])
+        if delivery is None:
+            raise _not_found(instance_id)
+        _check_running(instance_id, delivery.status, verb)
+        if delivery.claimed:
+            self.durable.wake(instance_id, delivery.name)
 
     def _episode_here(self, instance_id: str, orchestrator: str,
                       item: InboxItem | None = None) -> None:
@@ -309,6 +310,18 @@ class DurableClient(ScheduleMethods, EntityClient):
         return purge_by(self.store, created_time_from=created_time_from,
                         created_time_to=created_time_to, runtime_status=runtime_status,
                         recursive=recursive)
+
+
+def _not_found(instance_id: str) -> OrchestrationNotFoundError:
+    return OrchestrationNotFoundError(
+        f"no orchestration instance has id {instance_id!r}; check the id, or schedule the "
+        "orchestration first (it may also have been purged)")
+
+
+def _check_running(instance_id: str, status: OrchestrationStatus, verb: str) -> None:
+    if status.is_terminal:
+        raise OrchestrationEndedError(
+            f"cannot {verb} orchestration {instance_id!r}: it has already ended ({status.value})")
 
 
 def _already_exists(instance_id: str) -> OrchestrationAlreadyExistsError:

@@ -193,7 +193,9 @@ class Durable:
             item = InboxItem(completion_key(TIMER_KEY, execution_id, task_id), event,
                              execution_id)
             with _store_outage_retried(task, instance_id):
-                runner.run(instance_id, [item], wait=True)
+                # as an activity's completion: the episode inline when the lock is free (2
+                # statements on PostgreSQL), else the inbox and a coalesced wake-up
+                self.record(instance_id, item)
 
         plain_tasks.register_callbacks(self)
         self.entities.register_task()

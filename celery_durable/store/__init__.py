@@ -3,6 +3,7 @@
 from celery_durable.store.engine import StatementCount, make_engine
 from celery_durable.store.episode import Episode, WakeupClaim
 from celery_durable.store.records import (
+    Delivery,
     EpisodeCommit,
     InboxItem,
     InboxRow,
@@ -13,6 +14,7 @@ from celery_durable.store.records import (
 from celery_durable.store.store import Store
 
 __all__ = [
+    "Delivery",
     "Episode",
     "EpisodeCommit",
     "InboxItem",

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy.sql import ClauseElement
 
 from celery_durable.engine.history import EXECUTION_STARTED, HistoryEvent
 from celery_durable.engine.status import OrchestrationStatus
@@ -41,8 +42,8 @@ from celery_durable.store.writes import (
 
 log = logging.getLogger(__name__)
 
-#: Most outbox rows a PostgreSQL commit writes in its single statement (bigger episodes, e.g.
-#: wide fan-outs, use one statement per table, batched by SQLAlchemy).
+#: Most outbox or timer rows a PostgreSQL commit writes in its single statement (bigger episodes,
+#: e.g. wide fan-outs, use one statement per table, batched by SQLAlchemy).
 ONE_STATEMENT_ROWS = 200
 #: History rows from which a PostgreSQL commit sends them as one array per column (``unnest``)
 #: instead of a parameter per value: psycopg parses a query of over 50 parameters anew at each
@@ -66,6 +67,12 @@ _PEEK_INSTANCE = {
 _READ_INBOX = (select(*_INBOX_COLUMNS).where(inbox.c.instance_id == bindparam("iid"))
                .order_by(inbox.c.id))
 _CLEAR_WAKEUP = delete(wakeups).where(wakeups.c.instance_id == bindparam("iid"))
+# PostgreSQL, a woken episode: wait for the instance's lock, then release its wake-up claim, in
+# one statement (the DELETE reads the locked row, so it runs once the lock is held)
+_LOCKED = _LOCK_INSTANCE[False].cte("locked")
+_LOCK_AND_CLEAR = select(_LOCKED).add_cte(
+    delete(wakeups).where(wakeups.c.instance_id.in_(select(_LOCKED.c.instance_id)))
+    .cte("cleared"))
 _RECHECK_INBOX = (select(*_INBOX_COLUMNS)
                   .where(inbox.c.instance_id == bindparam("iid"), inbox.c.id > bindparam("after"))
                   .order_by(inbox.c.id))
@@ -202,15 +209,12 @@ class Episode:
                           version=started.data.get("version"))
         first_seq = 0 if outcome.new_execution is not None else inst.history_len
         _check_seqs(iid, outcome.new_events, first_seq)
-        if outcome.delete_timers and outcome.timers:  # (else with the other rows, below)
-            conn.execute(delete(timers).where(timers.c.instance_id == iid))
-        if outcome.timers:
-            conn.execute(insert(timers), [
-                {"instance_id": iid, "execution_id": execution_id, "task_id": timer.task_id,
-                 "fire_at": to_db_time(timer.fire_at),
-                 "dispatched_at": None if timer.dispatched_at is None
-                 else to_db_time(timer.dispatched_at)}
-                for timer in outcome.timers])
+        timer_rows = [
+            {"instance_id": iid, "execution_id": execution_id, "task_id": timer.task_id,
+             "fire_at": to_db_time(timer.fire_at),
+             "dispatched_at": None if timer.dispatched_at is None
+             else to_db_time(timer.dispatched_at)}
+            for timer in outcome.timers]
         if outcome.children:
             created = create_instances(conn, self._dialect, outcome.children, at)
             self.refused_children.extend(rec.instance_id for (rec, _), ok
@@ -226,12 +230,12 @@ class Episode:
                       completed_at=completed_at, history_len=history_len,
                       updated_at=to_db_time(at))
         rows = _Rows(
+            delete_timers=outcome.delete_timers, timers=timer_rows,
             history=[history_row(iid, execution_id, event) for event in outcome.new_events],
             consumed=[i for i in outcome.consumed_inbox_ids if i is not None],
             acked=self.outbox_acks,
             outbox=[{"instance_id": iid, "message": dumps(message), "created_at": to_db_time(at)}
-                    for message in outcome.outbox],
-            drop_timers=outcome.delete_timers and not outcome.timers)
+                    for message in outcome.outbox])
         self.outbox_acks = []
         if self._dialect == "postgresql" and rows.fit_one_statement():
             outbox_ids = _write_in_one_statement(conn, iid, values, rows, commit=commit)
@@ -251,8 +255,10 @@ class Episode:
 
     def _write_statements(self, iid: str, values: dict[str, Any], rows: _Rows) -> list[int]:
         conn = self._conn
-        if rows.drop_timers:
+        if rows.delete_timers:
             conn.execute(delete(timers).where(timers.c.instance_id == iid))
+        if rows.timers:
+            conn.execute(insert(timers), rows.timers)
         if self._dialect == "postgresql" and len(rows.history) >= UNNEST_ROWS:
             conn.exec_driver_sql(_UNNEST_HISTORY, _history_arrays(rows.history))
         elif rows.history:
@@ -285,35 +291,40 @@ class Episode:
 
 @dataclass
 class _Rows:
-    """The rows an episode's commit inserts or deletes besides the instance's update."""
+    """The rows an episode's commit inserts or deletes besides the instance's update
+    (``delete_timers``: all of the instance's timers, before ``timers`` are inserted)."""
 
+    delete_timers: bool
+    timers: list[dict[str, Any]]
     history: list[dict[str, Any]]
     consumed: list[int]
     acked: list[int]
     outbox: list[dict[str, Any]]
-    #: delete the instance's timers (it ended, or continued as new, with no new timer)
-    drop_timers: bool = False
 
     def fit_one_statement(self) -> bool:
-        # history rows of any number fit: from UNNEST_ROWS on they go as arrays
-        return (len(self.outbox) <= ONE_STATEMENT_ROWS and len(self.consumed) <= CHUNK
-                and len(self.acked) <= CHUNK)
+        # history rows of any number fit: from UNNEST_ROWS on they go as arrays; a timer
+        # deleted and inserted again in one statement would break its unique key
+        return (len(self.outbox) <= ONE_STATEMENT_ROWS and len(self.timers) <= ONE_STATEMENT_ROWS
+                and not (self.delete_timers and self.timers)
+                and len(self.consumed) <= CHUNK and len(self.acked) <= CHUNK)
 
 
 def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any], rows: _Rows,
                             commit: bool = False) -> list[int]:
-    """PostgreSQL: the history insert, the inbox, outbox and timer deletes, the outbox insert
-    and the instance's update as one statement (data-modifying CTEs): one round trip for a
-    step; with ``commit``, COMMIT goes in the same round trip (store/pipelines.py)."""
+    """PostgreSQL: the timers' delete or insert, the history insert, the inbox and outbox
+    deletes, the outbox insert and the instance's update as one statement (data-modifying
+    CTEs): one round trip for a step; with ``commit``, COMMIT goes in the same round trip
+    (store/pipelines.py)."""
     unnest = len(rows.history) >= UNNEST_ROWS
     sql = _one_statement_sql(tuple(sorted(values)), -1 if unnest else len(rows.history),
                              bool(rows.consumed), bool(rows.acked), len(rows.outbox),
-                             rows.drop_timers)
+                             rows.delete_timers, len(rows.timers))
     params: dict[str, Any] = {"b_iid": iid, "consumed": rows.consumed, "acked": rows.acked}
     params.update((f"v_{column}", value) for column, value in values.items())
     if unnest:
         params.update(_history_arrays(rows.history))
-    for prefix, table_rows in (("h", [] if unnest else rows.history), ("o", rows.outbox)):
+    for prefix, table_rows in (("h", [] if unnest else rows.history), ("o", rows.outbox),
+                               ("t", rows.timers)):
         for i, row in enumerate(table_rows):
             params.update((f"{prefix}{i}_{column}", value) for column, value in row.items())
     if commit:
@@ -329,10 +340,14 @@ def _write_in_one_statement(conn: Connection, iid: str, values: dict[str, Any], 
 
 @lru_cache(maxsize=512)
 def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool, acked: bool,
-                       n_outbox: int, drop_timers: bool = False) -> str:
+                       n_outbox: int, delete_timers: bool = False, n_timers: int = 0) -> str:
     # SQL text built once per shape: SQLAlchemy does not cache the compiled form of statements
     # with data-modifying CTEs, and compiling one costs more than the round trips it saves.
     ctes = []
+    if delete_timers:
+        ctes.append(f"gone_timers AS (DELETE FROM {timers.name} WHERE instance_id = %(b_iid)s)")
+    if n_timers:
+        ctes.append(f"new_timers AS ({_insert_sql(timers.name, _TIMER_COLUMNS, 't', n_timers)})")
     if n_history:  # -1: as arrays (_history_arrays)
         ctes.append("new_history AS (" + (_UNNEST_HISTORY if n_history < 0 else
                     _insert_sql(history.name, _HISTORY_COLUMNS, "h", n_history)) + ")")
@@ -341,8 +356,6 @@ def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool,
                     "AND id = ANY(%(consumed)s))")
     if acked:
         ctes.append(f"acked AS (DELETE FROM {outbox.name} WHERE id = ANY(%(acked)s))")
-    if drop_timers:
-        ctes.append(f"dropped_timers AS (DELETE FROM {timers.name} WHERE instance_id = %(b_iid)s)")
     if n_outbox:
         ctes.append(f"new_outbox AS ({_insert_sql(outbox.name, _OUTBOX_COLUMNS, 'o', n_outbox)}"
                     " RETURNING id)")
@@ -356,6 +369,7 @@ def _one_statement_sql(columns: tuple[str, ...], n_history: int, consumed: bool,
 _HISTORY_COLUMNS = ("instance_id", "execution_id", "seq", "kind", "timestamp", "task_id", "name",
                     "data")
 _OUTBOX_COLUMNS = ("instance_id", "message", "created_at")
+_TIMER_COLUMNS = ("instance_id", "execution_id", "task_id", "fire_at", "dispatched_at")
 # PostgreSQL: history rows as one array per column (the instance and execution are the same in
 # every row); `_history_arrays` gives its parameters. Arrays go in binary (%b): psycopg escapes
 # each element of a text-format array with a regular expression.
@@ -469,17 +483,26 @@ def _lock(conn: Connection, dialect: str, instance_id: str, wait: bool,
     lock: such rows wait for it, as they would have had this episode run a moment earlier. A
     stale "has rows" only costs the read. On SQLite the answer is exact (the transaction holds
     the write lock); MySQL/MariaDB always read the inbox.
+
+    A woken episode on PostgreSQL takes the lock and releases the wake-up claim in one
+    statement (`_LOCK_AND_CLEAR`): the claim's DELETE reads the locked row, so it runs once the
+    lock is held, as the two statements did. Its snapshot is the statement's: a claim made
+    while the lock was awaited is not seen and stays, which is sound (its wake-up is on its
+    way; this episode reads the inbox rows written with it by the next statement anyway).
     """
     params = {"iid": instance_id}
     peek = _PEEK_INSTANCE.get(dialect) if not wait and not clear_wakeup else None
+    cleared = clear_wakeup and wait and dialect == "postgresql"
     if peek is not None:
         query = peek
+    elif cleared:
+        query = _LOCK_AND_CLEAR
     else:
         query = _READ_INSTANCE if dialect == "sqlite" else _LOCK_INSTANCE[not wait]
     row = conn.execute(query, params).mappings().first()
     if row is None:
         return None, []
-    if clear_wakeup:  # before the inbox is read: see Store.request_wakeup
+    if clear_wakeup and not cleared:  # before the inbox is read: see Store.request_wakeup
         conn.execute(_CLEAR_WAKEUP, params)
     if peek is not None and not row["inbox_waiting"]:
         return row, []
@@ -497,8 +520,12 @@ def _lock_pipelined(conn: Connection, dialect: str, instance_id: str, wait: bool
             return row, []
         stored: Sequence[Any] = conn.execute(_READ_INBOX, params).mappings().all()
     else:
-        statements = [_LOCK_INSTANCE[not wait], *([_CLEAR_WAKEUP] if clear_wakeup else []),
-                      _READ_INBOX]
+        statements: list[ClauseElement]
+        if clear_wakeup and wait:  # one statement: see `_lock`
+            statements = [_LOCK_AND_CLEAR, _READ_INBOX]
+        else:
+            statements = [_LOCK_INSTANCE[not wait], *([_CLEAR_WAKEUP] if clear_wakeup else []),
+                          _READ_INBOX]
         results = pipelines.begin_and_run(conn, statements, params)
         row = results[0][0] if results[0] else None
         stored = results[-1]

@@ -165,6 +165,16 @@ class InboxItem:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """What `Store.deliver_running` found: the instance's orchestrator and status, and whether
+    the caller must send its wake-up. An instance that had ended received nothing."""
+
+    name: str
+    status: OrchestrationStatus
+    claimed: bool
+
+
+@dataclass(frozen=True)
 class InboxRow:
     """An inbox row read in an episode; ``id`` is None for items passed to the episode directly."""
 

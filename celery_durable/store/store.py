@@ -53,6 +53,7 @@ from celery_durable.store.overdue import (
     mark_redispatched,
 )
 from celery_durable.store.records import (
+    Delivery,
     InboxItem,
     InstanceRecord,
     NewInstance,
@@ -88,6 +89,7 @@ from celery_durable.store.writes import (
     create_instances,
     delete_instance_rows,
     deliver_rows,
+    deliver_running_rows,
     inbox_rows,
     insert_inbox,
 )
@@ -293,6 +295,19 @@ class Store:
             if claimed is None:
                 raise _not_found(instance_id)
             return claimed
+
+        return _again_after_deadlocks(deliver)
+
+    def deliver_running(self, instance_id: str, items: Sequence[InboxItem]) -> Delivery | None:
+        """`deliver` to an instance that has not ended (what the client's events, suspend,
+        resume and terminate do): the instance's orchestrator, status and whether the caller
+        must send the wake-up; an instance that has ended receives nothing (its status says
+        so); None for an unknown one. One statement on PostgreSQL, one transaction elsewhere."""
+        rows = inbox_rows(((instance_id, item) for item in items), now())
+
+        def deliver() -> Delivery | None:
+            with self._write(one_statement=self.dialect == "postgresql") as conn:
+                return deliver_running_rows(conn, self.dialect, instance_id, rows)
 
         return _again_after_deadlocks(deliver)
 

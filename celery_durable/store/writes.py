@@ -15,8 +15,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 
 from celery_durable.engine.history import HistoryEvent
-from celery_durable.engine.status import OrchestrationStatus
-from celery_durable.store.records import START_TIMER_ID, InboxItem, NewInstance, to_db_time
+from celery_durable.engine.status import TERMINAL_STATUSES, OrchestrationStatus
+from celery_durable.store.records import (
+    START_TIMER_ID,
+    Delivery,
+    InboxItem,
+    NewInstance,
+    to_db_time,
+)
 from celery_durable.store.schema import (
     history,
     inbox,
@@ -107,6 +113,13 @@ def deliver_rows(conn: Connection, dialect: str, instance_id: str, rows: list[di
     return claim and claim_wakeup(conn, dialect, instance_id)
 
 
+#: the CTE ``claimed`` of a one-statement delivery: the claim of the wake-up of the instance
+#: that the CTE ``{source}`` yields, locking a claim already on its way (see `claim_wakeup`)
+_CLAIM_SQL = (f"claimed AS (INSERT INTO {wakeups.name} (instance_id, created_at) "
+              "SELECT instance_id, %(at)s FROM {source} ON CONFLICT (instance_id) DO UPDATE "
+              f"SET created_at = {wakeups.name}.created_at WHERE false RETURNING instance_id)")
+
+
 @cache
 def _deliver_sql(n_rows: int, claim: bool) -> str:
     # data-modifying CTEs: each insert reads the target, so nothing is written for an unknown
@@ -116,12 +129,47 @@ def _deliver_sql(n_rows: int, claim: bool) -> str:
     if n_rows:
         ctes.append(f"new_inbox AS ({_insert_inbox_sql('target', n_rows)})")
     if claim:
-        ctes.append(f"claimed AS (INSERT INTO {wakeups.name} (instance_id, created_at) "
-                    "SELECT instance_id, %(at)s FROM target ON CONFLICT (instance_id) DO UPDATE "
-                    f"SET created_at = {wakeups.name}.created_at WHERE false "
-                    "RETURNING instance_id)")
+        ctes.append(_CLAIM_SQL.format(source="target"))
     claimed = "EXISTS (SELECT 1 FROM claimed)" if claim else "false"
     return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM target), {claimed}"
+
+
+def deliver_running_rows(conn: Connection, dialect: str, instance_id: str,
+                         rows: list[dict[str, Any]]) -> Delivery | None:
+    """`deliver_rows` (with the claim) to an instance that has not ended; nothing is written to
+    one that has. None when the instance does not exist. One statement on PostgreSQL: the
+    inserts are guarded on the status that the statement reads and returns."""
+    if dialect == "postgresql":
+        params: dict[str, Any] = {"iid": instance_id,
+                                  "at": to_db_time(datetime.now(timezone.utc)),
+                                  **_inbox_params(rows)}
+        found = conn.exec_driver_sql(_deliver_running_sql(len(rows)), params).first()
+        if found is None:
+            return None
+        name, status, claimed = found
+        return Delivery(name, OrchestrationStatus(status), bool(claimed))
+    found = conn.execute(select(instances.c.name, instances.c.status)
+                         .where(instances.c.instance_id == instance_id)).first()
+    if found is None:
+        return None
+    name, status = found[0], OrchestrationStatus(found[1])
+    if status.is_terminal:
+        return Delivery(name, status, False)
+    insert_inbox(conn, dialect, rows)
+    return Delivery(name, status, claim_wakeup(conn, dialect, instance_id))
+
+
+@cache
+def _deliver_running_sql(n_rows: int) -> str:
+    ended = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
+    ctes = [f"target AS (SELECT instance_id, name, status FROM {instances.name} "
+            "WHERE instance_id = %(iid)s)",
+            f"running AS (SELECT instance_id FROM target WHERE status NOT IN ({ended}))"]
+    if n_rows:
+        ctes.append(f"new_inbox AS ({_insert_inbox_sql('running', n_rows)})")
+    ctes.append(_CLAIM_SQL.format(source="running"))
+    return (f"WITH {', '.join(ctes)} "
+            "SELECT name, status, EXISTS (SELECT 1 FROM claimed) FROM target")
 
 
 #: the inbox columns a PostgreSQL one-statement write binds per row (instance_id comes from the
