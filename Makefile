@@ -56,7 +56,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PIP) install -q -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-# make bench: every workload, ours and plain Celery side by side (~10 min);
+# make bench: every workload, ours and plain Celery side by side (~17 min);
 # make bench QUICK=1: the same workloads at small N (under 3 min)
 bench: $(BENCH_STAMP)
 	$(PY) bench/run.py $(if $(QUICK),--quick)
