@@ -20,7 +20,7 @@ from celery_durable.runtime import episode
 from celery_durable.store import episode as store_episode
 
 
-def sends_an_event(_ep: Any, outcome: Any) -> bool:
+def sends_an_event(_ep: Any, outcome: Any, **_: Any) -> bool:
     return any(e.kind == h.EVENT_SENT for e in outcome.new_events)
 
 

@@ -88,7 +88,7 @@ def is_task_completion(_durable: Any, _instance_id: str, item: Any, *_: Any) -> 
     return bool(item.event.kind == h.TASK_COMPLETED)
 
 
-def consumes_a_completion(ep: Any, _outcome: Any) -> bool:
+def consumes_a_completion(ep: Any, _outcome: Any, **_: Any) -> bool:
     return any(row.event.kind == h.TASK_COMPLETED for row in ep.inbox)
 
 
@@ -103,7 +103,7 @@ def has_messages(_runner: Any, outbox: list[Any], ids: list[int]) -> bool:
 _final = threading.local()
 
 
-def notes_a_childs_final_commit(ep: Any, outcome: Any) -> bool:
+def notes_a_childs_final_commit(ep: Any, outcome: Any, **_: Any) -> bool:
     """After a commit: note whether it ended a child (it wrote its parent's inbox)."""
     _final.child = (outcome.status_value() in ("COMPLETED", "FAILED", "TERMINATED")
                     and ep.instance.parent_instance_id is not None)
