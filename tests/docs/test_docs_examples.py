@@ -32,7 +32,7 @@ from docs_exercisers import (
 )
 
 #: pages run at the same time (each mostly waits on its worker and its programs)
-PARALLEL_PAGES = 3
+PARALLEL_PAGES = 4
 #: the slowest pages first, so that the run ends with short ones
 SLOW_FIRST = ["cli.md", "versioning.md", "quickstart.md", "deployment.md",
               "features/errors-and-retries.md", "features/continue-as-new.md",

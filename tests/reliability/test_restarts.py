@@ -62,6 +62,7 @@ def restart_broker(tmp_path: Path, broker: str, server: PrivateRedis | PrivateRa
               f"{figures.redispatched} task(s) re-dispatched by the sweeper")
 
 
+@pytest.mark.chaos  # half a minute: make chaos
 def test_redis_broker_restart(tmp_path: Path) -> None:
     with private_redis() as server:
         restart_broker(tmp_path, "redis", server, seed=21)
