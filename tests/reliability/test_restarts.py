@@ -1,7 +1,7 @@
 """Broker and database restarts mid-run, on private servers (the shared ones are never
 restarted): two workers run mixed orchestrations while
 
-- the Redis broker shuts down (saving its data, as a clean restart does), stays down for a few
+- (``make chaos``) the Redis broker shuts down (saving its data, as a clean restart does), stays down for a few
   seconds and starts again on the same port: the workers reconnect and every instance completes;
 - the PostgreSQL store is restarted (``pg_ctl -m fast``: every connection dropped) and later
   crashes (``-m immediate``): episodes, activities and timers that hit a dropped connection are
