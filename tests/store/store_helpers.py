@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -86,3 +87,16 @@ def wait_for_lock_wait(store: Store, timeout: float = 10.0) -> None:
     # been read for a while (polled every 20 ms it never showed the wait)
     wait_until("a session waiting for a lock", waiting, time.monotonic() + timeout,
                interval=0.25)
+
+
+def woken_episode(store: Store, instance_id: str, seen: list[list[str]]) -> threading.Thread:
+    """A started thread running a woken episode of ``instance_id`` (it waits for the lock) that
+    appends the dedup keys of the inbox it read to ``seen``."""
+    def run() -> None:
+        with store.episode(instance_id, wait=True) as ep:
+            assert ep is not None
+            seen.append([row.dedup_key for row in ep.inbox])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread

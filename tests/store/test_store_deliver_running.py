@@ -7,7 +7,15 @@ import threading
 
 import pytest
 from sqlalchemy import select
-from store_helpers import create, drain, finished, now, running, wait_for_lock_wait
+from store_helpers import (
+    create,
+    drain,
+    finished,
+    now,
+    running,
+    wait_for_lock_wait,
+    woken_episode,
+)
 
 from celery_durable.engine import history as h
 from celery_durable.engine.status import OrchestrationStatus
@@ -102,18 +110,11 @@ def test_a_woken_episode_releases_the_claim_only_once_it_holds_the_lock(store: S
     running(store, "a")
     assert store.request_wakeup("a") is True
     seen: list[list[str]] = []
-
-    def woken_episode() -> None:
-        with store.episode("a", wait=True) as ep:
-            assert ep is not None
-            seen.append([row.dedup_key for row in ep.inbox])
-
     with store.engine.connect() as holder:
         tx = holder.begin()
         holder.execute(select(instances.c.instance_id).where(instances.c.instance_id == "a")
                        .with_for_update())
-        episode = threading.Thread(target=woken_episode)
-        episode.start()
+        episode = woken_episode(store, "a", seen)
         wait_for_lock_wait(store)
         delivered: list[Delivery | None] = []
         delivery = threading.Thread(

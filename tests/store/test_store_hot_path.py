@@ -20,6 +20,7 @@ from store_helpers import (
     running,
     start_event,
     wait_for_lock_wait,
+    woken_episode,
 )
 
 from celery_durable.engine import history as h
@@ -272,18 +273,11 @@ def test_a_delivery_that_finds_the_claim_on_its_way_holds_back_the_woken_episode
     running(store, "a")
     assert store.request_wakeup("a") is True  # a wake-up is on its way
     seen: list[list[str]] = []
-
-    def woken_episode() -> None:
-        with store.episode("a", wait=True) as ep:
-            assert ep is not None
-            seen.append([row.dedup_key for row in ep.inbox])
-
     with store.engine.connect() as conn:
         tx = conn.begin()
         assert deliver_rows(conn, store.dialect, "a",
                             inbox_rows([("a", event(1))], now())) is False
-        episode = threading.Thread(target=woken_episode)
-        episode.start()
+        episode = woken_episode(store, "a", seen)
         wait_for_lock_wait(store)  # the episode waits for the delivery's commit
         assert seen == []
         tx.commit()
